@@ -1,0 +1,61 @@
+"""ResultBoard: the Dispatcher's published view of outcomes, for waiting callers.
+
+Job state belongs to the Dispatcher's thread; callers waiting for a result
+must not each send it a message per job. The Dispatcher publishes terminal
+outcomes here after they are durable, and callers block on a per-job event
+created only when somebody waits. The board also carries the flags
+cooperative cancellation reads (`JobContext.cancelled`) and an idle flag
+for `ActorSystem.join()`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from actorq.job import JobStatus
+
+Outcome = tuple[JobStatus, Any, str | None]
+
+
+class ResultBoard:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._outcomes: dict[str, Outcome] = {}
+        self._waiters: dict[str, threading.Event] = {}
+        self.cancelled: set[str] = set()
+        self.idle = threading.Event()
+        self.idle.set()
+
+    def publish(self, outcomes: list[tuple[str, Outcome]]) -> None:
+        with self._lock:
+            for job_id, outcome in outcomes:
+                self._outcomes[job_id] = outcome
+                self.cancelled.discard(job_id)
+                waiter = self._waiters.pop(job_id, None)
+                if waiter is not None:
+                    waiter.set()
+
+    def forget(self, job_ids: list[str]) -> None:
+        with self._lock:
+            for job_id in job_ids:
+                self._outcomes.pop(job_id, None)
+
+    def outcome(self, job_id: str) -> Outcome | None:
+        return self._outcomes.get(job_id)
+
+    def wait(self, job_id: str, timeout: float | None) -> Outcome | None:
+        """Block until `job_id` has an outcome; None on timeout."""
+        with self._lock:
+            outcome = self._outcomes.get(job_id)
+            if outcome is not None:
+                return outcome
+            waiter = self._waiters.setdefault(job_id, threading.Event())
+        waiter.wait(timeout)
+        return self._outcomes.get(job_id)
+
+    def set_idle(self, idle: bool) -> None:
+        if idle:
+            self.idle.set()
+        else:
+            self.idle.clear()

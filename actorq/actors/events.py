@@ -1,0 +1,114 @@
+"""The Dispatcher's events: facts, in the past tense, applied by `DispatcherState.apply`.
+
+Every decision that involves chance or the clock (a retry's backoff, the
+time) is taken by the actor and recorded in the event, so that applying
+events is deterministic and replay rebuilds exactly the same state.
+Fields are plain msgpack types so any journal can store them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from actorq.persistence.codec import event_type
+
+
+@event_type("job.submitted")
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """A job was accepted (or a dead job was revived with its attempts reset)."""
+
+    id: str
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    queue: str
+    priority: int
+    at: float
+    run_at: float | None
+    timeout: float | None
+    policy: dict[str, Any] | None
+    delivery: str
+    idempotency_key: str | None
+
+
+@event_type("job.due")
+@dataclass(frozen=True, slots=True)
+class BecameDue:
+    ids: list[str]
+    at: float
+
+
+@event_type("job.started")
+@dataclass(frozen=True, slots=True)
+class Started:
+    worker: str
+    ids: list[str]
+    at: float
+
+
+@event_type("job.succeeded")
+@dataclass(frozen=True, slots=True)
+class Succeeded:
+    id: str
+    attempt: int
+    result: Any
+    at: float
+
+
+@event_type("job.failed")
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """An attempt failed; `retry_at` is None when the policy gave up (the job is dead)."""
+
+    id: str
+    attempt: int
+    error: str
+    at: float
+    retry_at: float | None
+    delay: float | None
+
+
+@event_type("job.requeued")
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """Running jobs went back to the queue without a failure being counted.
+
+    `started`: the attempt did begin (a crash re-run under at-least-once keeps
+    its attempt number); otherwise the job never began and the attempt is undone.
+    """
+
+    ids: list[str]
+    started: bool
+    at: float
+
+
+@event_type("job.cancel_requested")
+@dataclass(frozen=True, slots=True)
+class CancelRequested:
+    id: str
+    at: float
+
+
+@event_type("job.cancelled")
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    id: str
+    at: float
+
+
+@event_type("job.handed_off")
+@dataclass(frozen=True, slots=True)
+class HandedOff:
+    """The DeadLetter actor confirmed it holds this dead job."""
+
+    id: str
+
+
+@event_type("job.expired")
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """Finished jobs past their retention were forgotten."""
+
+    ids: list[str]

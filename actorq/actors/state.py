@@ -1,0 +1,295 @@
+"""The Dispatcher's state: a pure state machine over the events in `events.py`.
+
+`apply(event)` is the only way the logical state changes, live and during
+recovery alike. The ready queues are heaps with lazy deletion: an entry whose
+job is no longer queued (started, cancelled) is skipped when it reaches the
+top, so the heaps may hold stale entries; `logical()` is the canonical view
+that two equal states share.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from actorq.actors.events import (
+    BecameDue,
+    CancelRequested,
+    Cancelled,
+    Expired,
+    Failed,
+    HandedOff,
+    Requeued,
+    Started,
+    Submitted,
+    Succeeded,
+)
+from actorq.job import JobInfo, JobStatus
+
+S = JobStatus
+_WAITING = (S.SCHEDULED, S.RETRYING)
+
+
+class JobRecord:
+    """One job's mutable record, owned by the Dispatcher's thread."""
+
+    __slots__ = (
+        "args", "attempts", "cancel_requested", "created_at", "delivery", "error",
+        "failures", "finished_at", "handoff_pending", "id", "idempotency_key", "kwargs",
+        "last_delay", "policy", "priority", "queue", "result", "run_at", "seq",
+        "started_at", "status", "task", "timeout", "worker",
+    )
+
+    def __init__(self, e: Submitted, seq: int) -> None:
+        self.id = e.id
+        self.task = e.task
+        self.args = e.args
+        self.kwargs = e.kwargs
+        self.queue = e.queue
+        self.priority = e.priority
+        self.timeout = e.timeout
+        self.policy = e.policy
+        self.delivery = e.delivery
+        self.idempotency_key = e.idempotency_key
+        self.created_at = e.at
+        self.run_at = e.run_at
+        self.status = S.SCHEDULED if e.run_at is not None else S.QUEUED
+        self.seq = seq
+        self.attempts = 0
+        self.failures: list[float] = []
+        self.last_delay: float | None = None
+        self.result: Any = None
+        self.error: str | None = None
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.worker: str | None = None
+        self.cancel_requested = False
+        self.handoff_pending = False
+
+    def info(self) -> JobInfo:
+        return JobInfo(
+            id=self.id, task=self.task, status=self.status, attempts=self.attempts,
+            queue=self.queue, priority=self.priority, args=self.args, kwargs=self.kwargs,
+            result=self.result, error=self.error, idempotency_key=self.idempotency_key,
+            created_at=self.created_at, run_at=self.run_at, started_at=self.started_at,
+            finished_at=self.finished_at,
+        )
+
+    def to_row(self) -> dict[str, Any]:
+        row = {name: getattr(self, name) for name in self.__slots__}
+        row["status"] = self.status.value
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> JobRecord:
+        job = cls.__new__(cls)
+        for name in cls.__slots__:
+            setattr(job, name, row[name])
+        job.status = JobStatus(row["status"])
+        return job
+
+
+class DispatcherState:
+    """All jobs the Dispatcher knows, their queues, and the idempotency keys."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, JobRecord] = {}
+        self.idempotency: dict[str, str] = {}
+        self.queues: dict[str, list[tuple[int, int, str]]] = {}
+        self.counts: Counter[JobStatus] = Counter()
+        self.depth: Counter[str] = Counter()
+        self.finished: deque[tuple[float, str]] = deque()  # in finishing order, for expiry
+        self.next_seq = 1
+        self._apply: dict[type, Callable[[Any], None]] = {
+            Submitted: self._submitted, BecameDue: self._due, Started: self._started,
+            Succeeded: self._succeeded, Failed: self._failed, Requeued: self._requeued,
+            CancelRequested: self._cancel_requested, Cancelled: self._cancelled,
+            HandedOff: self._handed_off, Expired: self._expired,
+        }
+
+    # -- the one way in -------------------------------------------------------
+
+    def apply(self, event: Any) -> None:
+        self._apply[type(event)](event)
+
+    # -- queries ---------------------------------------------------------------
+
+    @property
+    def active(self) -> int:
+        """Jobs not yet in a terminal status."""
+        c = self.counts
+        return c[S.SCHEDULED] + c[S.QUEUED] + c[S.RUNNING] + c[S.RETRYING]
+
+    def take_ready(self, queues: Iterable[str], limit: int) -> list[str]:
+        """Pop up to `limit` queued job ids, queues in order, priority then FIFO.
+
+        Callers must apply `Started` for the ids at once: popping is the
+        physical half of that event, which replay finds already stale.
+        """
+        taken: list[str] = []
+        for name in queues:
+            heap = self.queues.get(name)
+            while heap and len(taken) < limit:
+                _, seq, job_id = heapq.heappop(heap)
+                job = self.jobs.get(job_id)
+                if job is not None and job.status is S.QUEUED and job.seq == seq:
+                    taken.append(job_id)
+            if len(taken) >= limit:
+                break
+        return taken
+
+    def waiting(self) -> list[JobRecord]:
+        """Scheduled and retrying jobs: their timers must be armed after recovery."""
+        return [j for j in self.jobs.values() if j.status in _WAITING]
+
+    def running(self) -> list[JobRecord]:
+        return [j for j in self.jobs.values() if j.status is S.RUNNING]
+
+    def logical(self) -> dict[str, Any]:
+        """A canonical, comparable view: equal for equal states, whatever the heaps hold."""
+        return {
+            "jobs": {i: j.to_row() for i, j in sorted(self.jobs.items())},
+            "idempotency": dict(sorted(self.idempotency.items())),
+            "next_seq": self.next_seq,
+        }
+
+    # -- snapshots -----------------------------------------------------------
+
+    def to_snapshot(self) -> dict[str, Any]:
+        return {"jobs": [j.to_row() for j in self.jobs.values()], "next_seq": self.next_seq}
+
+    @classmethod
+    def from_snapshot(cls, data: dict[str, Any]) -> DispatcherState:
+        state = cls()
+        state.next_seq = data["next_seq"]
+        finished = []
+        for row in data["jobs"]:
+            job = JobRecord.from_row(row)
+            state._track(job)
+            if job.status.terminal:
+                finished.append((job.finished_at or 0.0, job.seq, job.id))
+        finished.sort()
+        state.finished.extend((at, job_id) for at, _, job_id in finished)
+        return state
+
+    # -- bookkeeping -----------------------------------------------------------
+
+    def _track(self, job: JobRecord) -> None:
+        self.jobs[job.id] = job
+        self.counts[job.status] += 1
+        if job.idempotency_key is not None:
+            self.idempotency[job.idempotency_key] = job.id
+        if job.status is S.QUEUED:
+            self._enqueue(job)
+
+    def _enqueue(self, job: JobRecord) -> None:
+        heapq.heappush(self.queues.setdefault(job.queue, []), (-job.priority, job.seq, job.id))
+        self.depth[job.queue] += 1
+
+    def _move(self, job: JobRecord, status: JobStatus) -> None:
+        old = job.status
+        if old is S.QUEUED:
+            self.depth[job.queue] -= 1
+        self.counts[old] -= 1
+        self.counts[status] += 1
+        job.status = status
+        if status is S.QUEUED:
+            job.seq = self.next_seq
+            self.next_seq += 1
+            self._enqueue(job)
+
+    def _finish(self, job: JobRecord, status: JobStatus, at: float) -> None:
+        self._move(job, status)
+        job.finished_at = at
+        job.worker = None
+        self.finished.append((at, job.id))
+
+    def _running(self, job_id: str, attempt: int) -> JobRecord | None:
+        job = self.jobs.get(job_id)
+        if job is None or job.status is not S.RUNNING or job.attempts != attempt:
+            return None
+        return job
+
+    # -- appliers ----------------------------------------------------------------
+
+    def _submitted(self, e: Submitted) -> None:
+        old = self.jobs.pop(e.id, None)
+        if old is not None:  # a dead job revived: forget the old record
+            self.counts[old.status] -= 1
+        job = JobRecord(e, self.next_seq)
+        self.next_seq += 1
+        self._track(job)
+
+    def _due(self, e: BecameDue) -> None:
+        for job_id in e.ids:
+            job = self.jobs.get(job_id)
+            if job is not None and job.status in _WAITING:
+                job.run_at = None
+                self._move(job, S.QUEUED)
+
+    def _started(self, e: Started) -> None:
+        for job_id in e.ids:
+            job = self.jobs[job_id]
+            self._move(job, S.RUNNING)
+            job.attempts += 1
+            job.worker = e.worker
+            job.started_at = e.at
+
+    def _succeeded(self, e: Succeeded) -> None:
+        job = self._running(e.id, e.attempt)
+        if job is not None:
+            job.result = e.result
+            job.error = None
+            self._finish(job, S.SUCCEEDED, e.at)
+
+    def _failed(self, e: Failed) -> None:
+        job = self._running(e.id, e.attempt)
+        if job is None:
+            return
+        job.error = e.error
+        job.failures.append(e.at)
+        job.last_delay = e.delay
+        if e.retry_at is None:
+            job.handoff_pending = True
+            self._finish(job, S.DEAD, e.at)
+        else:
+            job.worker = None
+            job.run_at = e.retry_at
+            self._move(job, S.RETRYING)
+
+    def _requeued(self, e: Requeued) -> None:
+        for job_id in e.ids:
+            job = self.jobs.get(job_id)
+            if job is not None and job.status is S.RUNNING:
+                if not e.started:
+                    job.attempts -= 1
+                job.worker = None
+                self._move(job, S.QUEUED)
+
+    def _cancel_requested(self, e: CancelRequested) -> None:
+        job = self.jobs.get(e.id)
+        if job is not None and job.status is S.RUNNING:
+            job.cancel_requested = True
+
+    def _cancelled(self, e: Cancelled) -> None:
+        job = self.jobs.get(e.id)
+        if job is not None and not job.status.terminal:
+            job.run_at = None
+            self._finish(job, S.CANCELLED, e.at)
+
+    def _handed_off(self, e: HandedOff) -> None:
+        job = self.jobs.get(e.id)
+        if job is not None:
+            job.handoff_pending = False
+
+    def _expired(self, e: Expired) -> None:
+        for job_id in e.ids:
+            job = self.jobs.pop(job_id, None)
+            if job is None:
+                continue
+            self.counts[job.status] -= 1
+            key = job.idempotency_key
+            if key is not None and self.idempotency.get(key) == job_id:
+                del self.idempotency[key]

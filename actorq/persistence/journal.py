@@ -1,0 +1,113 @@
+"""The journal protocol and the in-memory backend.
+
+A journal stores, per persistence id, an ordered log of events in batches
+(one batch per group commit) and the latest snapshot. Every backend
+(memory, file, Redis) implements `Journal` and passes the same contract
+suite in ``tests/test_journal_contract.py``.
+
+Sequence numbers count events, starting at 1. `append` is optimistic:
+the caller states the last sequence it knows (`after_seq`), and a backend
+whose log ends elsewhere raises `SequenceConflict` instead of writing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from actorq.errors import SequenceConflict
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A persistent actor's state as of event `seq` (msgpack-able data)."""
+
+    seq: int
+    state: Any
+
+
+class Journal(Protocol):
+    """Event log plus snapshot store for any number of persistence ids."""
+
+    def append(self, persistence_id: str, events: Sequence[Any], *, after_seq: int) -> None:
+        """Durably store `events` as sequence numbers after_seq+1, after_seq+2, ...
+
+        Returns only once the batch is as durable as the backend promises.
+        Raises `SequenceConflict` if the log does not end at `after_seq`.
+        """
+
+    def replay(self, persistence_id: str, *, after_seq: int = 0) -> Iterator[tuple[int, Any]]:
+        """Yield ``(seq, event)`` for every stored event numbered above `after_seq`."""
+
+    def last_seq(self, persistence_id: str) -> int:
+        """The highest stored sequence number (0 for an empty log)."""
+
+    def save_snapshot(self, persistence_id: str, snapshot: Snapshot) -> None:
+        """Store `snapshot` and drop events up to its sequence number, as one step."""
+
+    def load_snapshot(self, persistence_id: str) -> Snapshot | None:
+        """The latest snapshot, or None."""
+
+    def close(self) -> None:
+        """Release files, connections and ownership."""
+
+
+class MemoryJournal:
+    """Keeps events as Python objects in lists: fast, and gone with the process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._logs: dict[str, list[tuple[int, Any]]] = {}
+        self._last: dict[str, int] = {}
+        self._snapshots: dict[str, Snapshot] = {}
+
+    def append(self, persistence_id: str, events: Sequence[Any], *, after_seq: int) -> None:
+        with self._lock:
+            last = self._last.get(persistence_id, 0)
+            if last != after_seq:
+                raise SequenceConflict(persistence_id, after_seq, last)
+            log = self._logs.setdefault(persistence_id, [])
+            log.extend(enumerate(events, start=after_seq + 1))
+            self._last[persistence_id] = after_seq + len(events)
+
+    def replay(self, persistence_id: str, *, after_seq: int = 0) -> Iterator[tuple[int, Any]]:
+        with self._lock:
+            log = list(self._logs.get(persistence_id, ()))
+        for seq, event in log:
+            if seq > after_seq:
+                yield seq, event
+
+    def last_seq(self, persistence_id: str) -> int:
+        with self._lock:
+            return self._last.get(persistence_id, 0)
+
+    def save_snapshot(self, persistence_id: str, snapshot: Snapshot) -> None:
+        with self._lock:
+            self._snapshots[persistence_id] = snapshot
+            log = self._logs.get(persistence_id, [])
+            self._logs[persistence_id] = [(s, e) for s, e in log if s > snapshot.seq]
+
+    def load_snapshot(self, persistence_id: str) -> Snapshot | None:
+        with self._lock:
+            return self._snapshots.get(persistence_id)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def open_journal(spec: str | Journal | None) -> Journal:
+    """Resolve a journal argument: an instance, "memory", a path or a URL."""
+    if spec is None or spec == "memory":
+        return MemoryJournal()
+    if not isinstance(spec, str):
+        return spec
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        from actorq.persistence.redis import RedisJournal
+
+        return RedisJournal.from_url(spec)
+    from actorq.persistence.file import FileJournal
+
+    path = spec.removeprefix("file://")
+    return FileJournal(path)

@@ -1,0 +1,195 @@
+"""PersistentActor: an event-sourced pykka actor with group commit.
+
+A subclass keeps its state in memory and changes it only through
+`apply(event)`. Handling a message calls `persist(*events)`, which applies
+the events at once (so the next message sees them) and queues them; replies
+and other effects are queued with `after_commit`. When the inbox runs empty
+(or a batch grows to `max_batch` events) the queued events go to the journal
+in one append, and only then do the effects run. A failed append fails the
+waiting replies and crashes the actor; its supervisor restarts it, and
+recovery rebuilds the state from the journal, dropping whatever was applied
+but never made durable. Recovery is the same `apply`, event by event, after
+the latest snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+
+from actorq.errors import JournalCorrupted
+from actorq.persistence.journal import Journal, Snapshot
+
+logger = logging.getLogger(__name__)
+
+
+class PersistentActor(pykka.ThreadingActor):
+    """Base for actors whose state must survive a crash. Subclasses define:
+
+    - `persistence_id` (class or instance attribute);
+    - `apply(event)`, pure: the only place state changes;
+    - `snapshot_state()` / `restore_snapshot(data)`;
+    - `handle(message)` for messages;
+    - optionally `on_recovered()` (after recovery, before the first message)
+      and `before_commit()` (may persist more events, e.g. assignments).
+
+    All hooks run in the actor's own thread.
+    """
+
+    persistence_id: str = ""
+    use_daemon_thread = True
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        snapshot_every: int = 50_000,
+        snapshot_interval: float | None = 300.0,
+        max_batch: int = 2_000,
+    ) -> None:
+        super().__init__()
+        if not self.persistence_id:
+            raise ValueError(f"{type(self).__name__} needs a persistence_id")
+        self.journal = journal
+        self.snapshot_every = snapshot_every
+        self.snapshot_interval = snapshot_interval
+        self.max_batch = max_batch
+        self.seq = 0
+        self.recovery_seconds = 0.0
+        self.recovered_events = 0
+        self._pending: list[Any] = []
+        self._effects: list[tuple[Callable[[], None], pykka.Future[Any] | None]] = []
+        self._since_snapshot = 0
+        self._snapshot_at = time.monotonic()
+
+    # -- to implement --------------------------------------------------------
+
+    def apply(self, event: Any) -> None:
+        raise NotImplementedError
+
+    def snapshot_state(self) -> Any:
+        raise NotImplementedError
+
+    def restore_snapshot(self, data: Any) -> None:
+        raise NotImplementedError
+
+    def handle(self, message: Any) -> None:
+        raise NotImplementedError
+
+    def on_recovered(self) -> None:
+        """Runs once the state is rebuilt, before the first message."""
+
+    def before_commit(self) -> None:
+        """Runs before each group commit; may persist further events."""
+
+    def after_commit_hook(self, events: list[Any]) -> None:
+        """Runs after each successful append, with the events it stored."""
+
+    # -- the API for subclasses ------------------------------------------------
+
+    def persist(self, *events: Any) -> None:
+        for event in events:
+            self.apply(event)
+        self._pending.extend(events)
+
+    def after_commit(self, effect: Callable[[], None]) -> None:
+        self._effects.append((effect, None))
+
+    def reply(self, future: pykka.Future[Any], value: Any) -> None:
+        """Answer once everything persisted so far is durable."""
+        self._effects.append((lambda: future.set(value), future))
+
+    def reply_error(self, future: pykka.Future[Any], error: BaseException) -> None:
+        def fail() -> None:
+            future.set_exception((type(error), error, error.__traceback__))
+
+        self._effects.append((fail, future))
+
+    # -- pykka hooks -------------------------------------------------------------
+
+    def on_start(self) -> None:
+        started = time.perf_counter()
+        snapshot = self.journal.load_snapshot(self.persistence_id)
+        if snapshot is not None:
+            self.restore_snapshot(snapshot.state)
+            self.seq = snapshot.seq
+        count = 0
+        for seq, event in self.journal.replay(self.persistence_id, after_seq=self.seq):
+            if seq != self.seq + 1:
+                raise JournalCorrupted(
+                    self.persistence_id, seq, f"expected event {self.seq + 1}, found {seq}"
+                )
+            self.apply(event)
+            self.seq = seq
+            count += 1
+        self.recovered_events = count
+        self.recovery_seconds = time.perf_counter() - started
+        self._since_snapshot = count
+        if count:
+            logger.info(
+                "%s recovered %d events in %.3fs", self.persistence_id, count, self.recovery_seconds
+            )
+        self.on_recovered()
+        self.commit()
+
+    def on_receive(self, message: Any) -> Any:
+        self.handle(message)
+        if len(self._pending) >= self.max_batch or self.actor_inbox.empty():
+            self.commit()
+        return None
+
+    def on_stop(self) -> None:
+        self.commit()
+
+    def on_failure(self, *exc_info: Any) -> None:
+        self._fail_waiting(exc_info[1])
+
+    # -- group commit -----------------------------------------------------------
+
+    def commit(self) -> None:
+        self.before_commit()
+        events, self._pending = self._pending, []
+        effects, self._effects = self._effects, []
+        if events:
+            try:
+                self.journal.append(self.persistence_id, events, after_seq=self.seq)
+            except BaseException as exc:
+                self._effects = effects
+                self._fail_waiting(exc)
+                raise
+            self.seq += len(events)
+            self._since_snapshot += len(events)
+            self.after_commit_hook(events)
+        for effect, _ in effects:
+            effect()
+        if events:
+            self._maybe_snapshot()
+
+    def snapshot(self) -> None:
+        """Write a snapshot of the committed state now."""
+        self.journal.save_snapshot(self.persistence_id, Snapshot(self.seq, self.snapshot_state()))
+        self._since_snapshot = 0
+        self._snapshot_at = time.monotonic()
+
+    def _maybe_snapshot(self) -> None:
+        due = self._since_snapshot >= self.snapshot_every or (
+            self.snapshot_interval is not None
+            and time.monotonic() - self._snapshot_at >= self.snapshot_interval
+        )
+        if due:
+            self.snapshot()
+
+    def _fail_waiting(self, error: BaseException | None) -> None:
+        effects, self._effects = self._effects, []
+        self._pending = []
+        for _, future in effects:
+            if future is not None:
+                exc = error or RuntimeError("actor failed")
+                try:
+                    future.set_exception((type(exc), exc, exc.__traceback__))
+                except Exception:  # noqa: S110 - already answered; nothing more to tell
+                    pass

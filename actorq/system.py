@@ -1,0 +1,509 @@
+"""ActorSystem: the embedded facade over the supervision tree of job actors.
+
+    Supervisor (root, one_for_one)
+      ├─ deadletter   DeadLetter (persistent)
+      ├─ scheduler    Scheduler
+      ├─ dispatcher   Dispatcher (persistent)
+      └─ worker-1..N  Worker
+    plus one small supervisor per actor a user spawns.
+
+Submissions are validated in the caller's thread (task name, options,
+msgpack encoding, size), so bad input is refused before any actor hears of
+it; then one message to the Dispatcher, answered once the job is durable.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar, overload
+
+import msgpack
+import pykka
+
+from actorq import messages as m
+from actorq.actors.board import ResultBoard
+from actorq.actors.deadletter import DeadLetter
+from actorq.actors.dispatcher import Dispatcher, DispatcherConfig
+from actorq.actors.scheduler import Scheduler
+from actorq.actors.worker import Worker
+from actorq.clock import Clock, SystemClock
+from actorq.errors import (
+    Escalated,
+    InvalidSubmission,
+    JobCancelled,
+    JobFailed,
+    JobNotFound,
+    NotSerializable,
+    PayloadTooLarge,
+    SystemNotRunning,
+    UnknownQueue,
+    UnknownTask,
+)
+from actorq.job import JobHandle, JobInfo, JobStatus
+from actorq.persistence.journal import Journal, open_journal
+from actorq.supervision.address import Address
+from actorq.supervision.backoff import Backoff
+from actorq.supervision.policy import RestartPolicy
+from actorq.supervision.supervisor import ChildSpec, StartChild, Supervisor
+from actorq.tasks import DELIVERIES, Delivery, Task, TaskOptions
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PRIORITY_MIN, PRIORITY_MAX = -100, 100
+
+# The tree's own policy: a crashing actor is restarted quickly a few times; a
+# crash loop (10 within a minute) means something is broken for good.
+TREE_POLICY = RestartPolicy(
+    max_restarts=10, within=60.0, backoff=Backoff.exponential(0.01, cap=2.0, jitter="full")
+)
+
+
+class ActorSystem:
+    """Run jobs on supervised actors in this process. See README for a tour."""
+
+    def __init__(
+        self,
+        workers: int = 4,
+        journal: str | Journal | None = None,
+        *,
+        queues: Sequence[str] = ("default",),
+        clock: Clock | None = None,
+        prefetch: int = 32,
+        retention: float = 3600.0,
+        max_pending: int = 1_000_000,
+        max_payload_bytes: int = 1 << 20,
+        policy: RestartPolicy | None = None,
+        tree_policy: RestartPolicy = TREE_POLICY,
+        call_timeout: float = 30.0,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("an actor system needs at least one worker")
+        if not queues or len(set(queues)) != len(queues):
+            raise ValueError("queues must be a non-empty list of distinct names")
+        self.worker_count = workers
+        self.journal_spec = journal if journal is not None else os.environ.get("ACTORQ_JOURNAL", "memory")
+        self.queues = tuple(queues)
+        self.clock: Clock = clock or SystemClock()
+        self._own_clock = clock is None
+        self.prefetch = prefetch
+        self.retention = retention
+        self.max_pending = max_pending
+        self.max_payload_bytes = max_payload_bytes
+        self.default_policy = policy or RestartPolicy()
+        self.tree_policy = tree_policy
+        self.call_timeout = call_timeout
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self.board = ResultBoard()
+        self.journal: Journal | None = None
+        self.failure: Escalated | None = None
+        self._root: pykka.ActorRef[Any] | None = None
+        self._accepting = False
+        self._ids = _JobIds()
+        self._lock = threading.Lock()
+        self.deadletter = Address("deadletter")
+        self.scheduler = Address("scheduler")
+        self.dispatcher = Address("dispatcher")
+        self.workers = [Address(f"worker-{i + 1}") for i in range(workers)]
+
+    # -- tasks ----------------------------------------------------------------
+
+    @overload
+    def task(self, name: F) -> F: ...
+    @overload
+    def task(
+        self,
+        name: str | None = None,
+        *,
+        policy: RestartPolicy | None = None,
+        timeout: float | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        delivery: Delivery = "at_least_once",
+    ) -> Callable[[F], F]: ...
+
+    def task(
+        self,
+        name: Any = None,
+        *,
+        policy: RestartPolicy | None = None,
+        timeout: float | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        delivery: Delivery = "at_least_once",
+    ) -> Any:
+        """Register a function as a task: `@system.task` or `@system.task("name", ...)`."""
+        if callable(name):
+            return self.task()(name)
+        options = TaskOptions(policy, timeout, queue, priority, delivery)
+        self._check_options(priority, None, queue, timeout)
+        if delivery not in DELIVERIES:
+            raise ValueError(f"delivery must be one of {DELIVERIES}, not {delivery!r}")
+        if policy is not None and not isinstance(policy, RestartPolicy):
+            raise TypeError("policy must be a RestartPolicy")
+
+        def register(fn: F) -> F:
+            task_name = name or f"{fn.__module__}.{fn.__qualname__}"
+            if task_name in self.tasks:
+                raise ValueError(f"a task named {task_name!r} is registered already")
+            task: Task[Any, Any] = Task(self, task_name, fn, options)
+            self.tasks[task_name] = task
+            return task  # type: ignore[return-value]
+
+        return register
+
+    def _lookup(self, name: str) -> Callable[..., Any] | None:
+        task = self.tasks.get(name)
+        return None if task is None else task.fn
+
+    def _policy_for(self, task_name: str, override: dict[str, Any] | None) -> RestartPolicy:
+        if override is not None:
+            return RestartPolicy.from_dict(override)
+        task = self.tasks.get(task_name)
+        if task is not None and task.options.policy is not None:
+            return task.options.policy
+        return self.default_policy
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def start(self) -> ActorSystem:
+        with self._lock:
+            if self._root is not None:
+                raise RuntimeError("this actor system is running already")
+            self.journal = open_journal(self.journal_spec)
+            self.failure = None
+            self._root = Supervisor.start(
+                self._children(self.journal),
+                self.tree_policy,
+                name="root",
+                clock=self.clock,
+                on_give_up=self._on_give_up,
+            )
+            self._accepting = True
+        return self
+
+    def _children(self, journal: Journal) -> list[ChildSpec]:
+        config = DispatcherConfig(
+            queues=self.queues,
+            retention=self.retention,
+            max_pending=self.max_pending,
+            policy_for=self._policy_for,
+        )
+        specs = [
+            ChildSpec(
+                "deadletter",
+                lambda: DeadLetter(journal, dispatcher=self.dispatcher),
+                address=self.deadletter,
+            ),
+            ChildSpec(
+                "scheduler", lambda: Scheduler(self.clock, self.dispatcher), address=self.scheduler
+            ),
+            ChildSpec(
+                "dispatcher",
+                lambda: Dispatcher(
+                    journal, clock=self.clock, board=self.board, scheduler=self.scheduler,
+                    deadletter=self.deadletter, workers=self.workers,
+                    supervisor=lambda: self._root, config=config,
+                ),
+                address=self.dispatcher,
+            ),
+        ]
+        for address in self.workers:
+            specs.append(
+                ChildSpec(
+                    address.name,
+                    _worker_factory(address.name, self.dispatcher, self._lookup, self.board, self.prefetch),
+                    address=address,
+                    shutdown=1.0,
+                )
+            )
+        return specs
+
+    def _on_give_up(self, escalation: Escalated) -> None:
+        self.failure = escalation
+        self._accepting = False
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop accepting, let running jobs finish for up to `timeout` seconds, then stop."""
+        with self._lock:
+            root, self._root = self._root, None
+            self._accepting = False
+        if root is None:
+            return
+        if root.is_alive():
+            try:
+                self._call(lambda r: m.Drain(r), self.dispatcher, timeout, internal=True)
+            except (pykka.Timeout, pykka.ActorDeadError, SystemNotRunning):
+                logger.warning("jobs still running after %.1fs; stopping anyway", timeout)
+            try:
+                root.stop(timeout=timeout + 10)
+            except pykka.ActorDeadError:
+                pass
+            except pykka.Timeout:
+                logger.error("the supervision tree did not stop in time")
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+        if self._own_clock:
+            self.clock.close()
+            self.clock = SystemClock()
+
+    def __enter__(self) -> ActorSystem:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._root is not None and self._accepting
+
+    # -- submitting ---------------------------------------------------------------
+
+    def submit(
+        self,
+        task: str,
+        /,
+        *args: Any,
+        priority: int | None = None,
+        delay: float | None = None,
+        queue: str | None = None,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+        policy: RestartPolicy | None = None,
+        kwargs: dict[str, Any] | None = None,
+    ) -> JobHandle:
+        """Submit one job; returns once it is accepted and durable."""
+        job = self._new_job(task, args, kwargs or {}, priority, delay, queue, idempotency_key, timeout, policy)
+        ((job_id, existing),) = self._call(lambda r: m.Submit([job], r), self.dispatcher)
+        return JobHandle(self, job_id, existing)
+
+    def submit_many(
+        self,
+        task: str,
+        argument_lists: Iterable[Sequence[Any]],
+        *,
+        priority: int | None = None,
+        delay: float | None = None,
+        queue: str | None = None,
+        timeout: float | None = None,
+        policy: RestartPolicy | None = None,
+    ) -> list[JobHandle]:
+        """Submit one job per argument list in a single durable batch, all or none."""
+        jobs = [
+            self._new_job(task, tuple(args), {}, priority, delay, queue, None, timeout, policy)
+            for args in argument_lists
+        ]
+        if not jobs:
+            return []
+        answer = self._call(lambda r: m.Submit(jobs, r), self.dispatcher)
+        return [JobHandle(self, job_id, existing) for job_id, existing in answer]
+
+    def _new_job(
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        priority: int | None,
+        delay: float | None,
+        queue: str | None,
+        idempotency_key: str | None,
+        timeout: float | None,
+        policy: RestartPolicy | None,
+    ) -> m.NewJob:
+        task = self.tasks.get(name)
+        if task is None:
+            raise UnknownTask(name)
+        options = task.options
+        priority = options.priority if priority is None else priority
+        queue = queue or options.queue or self.queues[0]
+        timeout = options.timeout if timeout is None else timeout
+        self._check_options(priority, delay, queue, timeout)
+        if idempotency_key is not None and (not isinstance(idempotency_key, str) or not idempotency_key):
+            raise InvalidSubmission("idempotency_key must be a non-empty string")
+        if policy is not None and not isinstance(policy, RestartPolicy):
+            raise InvalidSubmission("policy must be a RestartPolicy")
+        plain_args, plain_kwargs = self._encode(args, kwargs)
+        return m.NewJob(
+            self._ids.next(), name, plain_args, plain_kwargs, queue, priority,
+            None if not delay else self.clock.now() + delay, timeout,
+            None if policy is None else policy.to_dict(), options.delivery, idempotency_key,
+        )
+
+    def _check_options(
+        self, priority: Any, delay: Any, queue: str | None, timeout: Any
+    ) -> None:
+        if not isinstance(priority, int) or isinstance(priority, bool) or not (
+            PRIORITY_MIN <= priority <= PRIORITY_MAX
+        ):
+            raise InvalidSubmission(
+                f"priority must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}, not {priority!r}"
+            )
+        if delay is not None and (not isinstance(delay, int | float) or delay < 0 or delay != delay):
+            raise InvalidSubmission(f"delay must be a non-negative number of seconds, not {delay!r}")
+        if timeout is not None and (not isinstance(timeout, int | float) or not timeout > 0):
+            raise InvalidSubmission(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if queue is not None and queue not in self.queues:
+            raise UnknownQueue(queue, self.queues)
+
+    def _encode(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        try:
+            payload = msgpack.packb([args, kwargs], use_bin_type=True)
+        except (TypeError, ValueError, OverflowError):
+            raise _explain_encoding_failure(args, kwargs) from None
+        if len(payload) > self.max_payload_bytes:
+            raise PayloadTooLarge(len(payload), self.max_payload_bytes)
+        # What a handler receives is what a durable journal gives back: lists, not tuples.
+        plain_args, plain_kwargs = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        return plain_args, plain_kwargs
+
+    # -- asking -------------------------------------------------------------------
+
+    def _call(
+        self,
+        make: Callable[[m.Reply], Any],
+        address: Address,
+        timeout: float | None = None,
+        *,
+        internal: bool = False,
+    ) -> Any:
+        if not (self._accepting or internal):
+            reason = f"failed: {self.failure}" if self.failure else "not running"
+            raise SystemNotRunning(f"the actor system is {reason}")
+        future: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+        try:
+            address.tell(make(future))
+        except pykka.ActorDeadError as exc:
+            raise SystemNotRunning(str(exc)) from exc
+        return future.get(timeout=self.call_timeout if timeout is None else timeout)
+
+    def job(self, job_id: str) -> JobInfo:
+        """The job's current record; raises JobNotFound if unknown or expired."""
+        info = self._call(lambda r: m.GetJob(job_id, r), self.dispatcher)
+        if info is None:
+            entry = self._call(lambda r: m.GetDead(job_id, r), self.deadletter)
+            if entry is None:
+                raise JobNotFound(job_id)
+            return _info_from_dict(entry.job)
+        return info  # type: ignore[no-any-return]
+
+    def result(self, job_id: str, timeout: float | None = None) -> Any:
+        outcome = self.board.outcome(job_id)
+        if outcome is None:
+            self.job(job_id)  # raises JobNotFound for an id nobody knows
+            outcome = self.board.wait(job_id, timeout)
+        if outcome is None:
+            raise TimeoutError(f"job {job_id} did not finish within {timeout}s")
+        status, value, error = outcome
+        if status is JobStatus.SUCCEEDED:
+            return value
+        if status is JobStatus.CANCELLED:
+            raise JobCancelled(job_id)
+        raise JobFailed(job_id, error or "failed")
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a scheduled, queued or retrying job; ask a running one to stop.
+
+        True if the job will end cancelled (a running handler sees
+        `current_job().cancelled`; whatever it returns, the job ends cancelled).
+        """
+        return bool(self._call(lambda r: m.Cancel(job_id, r), self.dispatcher))
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until no job is scheduled, queued, running or retrying."""
+        return self.board.idle.wait(timeout)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts per status, queue depths, and the number of dead letters kept."""
+        stats: dict[str, Any] = self._call(lambda r: m.GetStats(r), self.dispatcher)
+        stats["dead_letters"] = len(self._call(lambda r: m.ListDead(r), self.deadletter))
+        return stats
+
+    # -- dead letters ------------------------------------------------------------------
+
+    def dead_letters(self) -> list[JobInfo]:
+        rows = self._call(lambda r: m.ListDead(r), self.deadletter)
+        return [_info_from_dict(row) for row in rows]
+
+    def retry_dead(self, job_id: str) -> JobHandle:
+        """Run a dead job again under the same id, its attempts reset."""
+        entry = self._call(lambda r: m.GetDead(job_id, r), self.deadletter)
+        if entry is None:
+            raise JobNotFound(job_id)
+        row = entry.job
+        job = m.NewJob(
+            row["id"], row["task"], row["args"], row["kwargs"], row["queue"], row["priority"],
+            None, entry.timeout, entry.policy, entry.delivery, row["idempotency_key"],
+        )
+        self.board.forget([job_id])
+        self._call(lambda r: m.Revive(job, r), self.dispatcher)
+        self._call(lambda r: m.TakeDead(job_id, r), self.deadletter)
+        return JobHandle(self, job_id)
+
+    def purge_dead(self, job_id: str | None = None) -> int:
+        """Forget one dead job, or all of them; returns how many were removed."""
+        return int(self._call(lambda r: m.PurgeDead(job_id, r), self.deadletter))
+
+    # -- user actors ---------------------------------------------------------------------
+
+    def spawn(
+        self,
+        actor_class: type[pykka.Actor],
+        *args: Any,
+        name: str,
+        policy: RestartPolicy | None = None,
+        **kwargs: Any,
+    ) -> Address:
+        """Start a user's pykka actor under its own supervisor; returns its stable Address."""
+        if self._root is None:
+            raise SystemNotRunning("start the actor system before spawning actors")
+        child = ChildSpec.of(actor_class, *args, name=name, **kwargs)
+        own_policy = policy or RestartPolicy()
+        clock = self.clock
+
+        def supervisor() -> Supervisor:
+            return Supervisor(
+                [child], own_policy, name=f"{name}-supervisor", clock=clock,
+                on_give_up=lambda e: logger.error("actor %s stopped for good: %s", name, e),
+            )
+
+        spec = ChildSpec(f"user:{name}", supervisor, restart="temporary")
+        self._root.ask(StartChild(spec))
+        return child.address
+
+
+def _worker_factory(
+    name: str, dispatcher: Address, lookup: Callable[[str], Any], board: ResultBoard, prefetch: int
+) -> Callable[[], Worker]:
+    return lambda: Worker(name, dispatcher=dispatcher, lookup=lookup, board=board, capacity=prefetch)
+
+
+def _explain_encoding_failure(args: tuple[Any, ...], kwargs: dict[str, Any]) -> NotSerializable:
+    for label, value in [*((f"#{i}", a) for i, a in enumerate(args)), *kwargs.items()]:
+        try:
+            msgpack.packb(value, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as exc:
+            return NotSerializable(str(label), f"{type(value).__name__}: {exc}")
+    return NotSerializable("(keyword names)", "keyword names must be strings")
+
+
+def _info_from_dict(row: dict[str, Any]) -> JobInfo:
+    return JobInfo(**{**row, "status": JobStatus(row["status"])})
+
+
+class _JobIds:
+    """Unique, roughly time-ordered job ids without a uuid per job (uuid4 costs ~2 us)."""
+
+    def __init__(self) -> None:
+        self._prefix = f"{int(time.time() * 1000):x}{secrets.token_hex(4)}"
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}-{next(self._counter):x}"

@@ -1,0 +1,189 @@
+"""The four workloads, written once against a small per-peer client so they stay identical.
+
+A peer module supplies a `PeerClient`: how to enqueue jobs, and the argv of its worker.
+Everything else (timing, starting the worker, polling the done counter, cleanup) is here.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import redis
+
+from bench.peers import WORKLOADS
+from bench.peers.common import (
+    UNITS,
+    JobSpec,
+    PeerResult,
+    RunKeys,
+    WorkerProcess,
+    WorkerSettings,
+    delete_run_keys,
+    percentile,
+    wait_for_count,
+)
+
+# Throughput runs poll every 5 ms: <0.1% of a 20k-job drain, and light on the 2 cores.
+THROUGHPUT_POLL_S = 0.005
+# Latency runs poll every 0.2 ms: that plus one GET round trip is the timing resolution.
+LATENCY_POLL_S = 0.0002
+WARMUP_TIMEOUT_S = 120.0
+
+
+class PeerClient(Protocol):
+    def enqueue(self, jobs: Sequence[JobSpec]) -> None:
+        """Enqueue the jobs one by one, in order, from this (single) producer."""
+
+    def worker_argv(self) -> list[str]:
+        """The worker command: the peer's own CLI, run with this venv's interpreter."""
+
+    def close(self) -> None:
+        """Release connections; remove run state that `delete_run_keys` cannot find."""
+
+
+ClientFactory = Callable[[WorkerSettings], PeerClient]
+
+
+def throughput_timeout(n: int) -> float:
+    # Generous: only a hung or broken peer should ever hit it (50 jobs/s floor).
+    return 60.0 + n / 50.0
+
+
+def run_workload(system: str, factory: ClientFactory, redis_url: str, workload: str, n: int) -> PeerResult:
+    if workload not in WORKLOADS:
+        raise ValueError(f"unknown workload {workload!r}; known: {', '.join(WORKLOADS)}")
+    if n < 1:
+        raise ValueError("n must be positive")
+    settings = WorkerSettings(redis_url, secrets.token_hex(6))
+    conn = redis.Redis.from_url(redis_url)
+    client = factory(settings)
+    try:
+        runner = _RUNNERS[workload]
+        value, extra = runner(client, conn, settings, n)
+    finally:
+        client.close()
+        delete_run_keys(conn, settings.run_id)
+        conn.close()
+    extra = {"n": n, "run_id": settings.run_id, **extra}
+    return PeerResult(system, workload, value, UNITS[workload], extra)
+
+
+Extra = dict[str, Any]
+
+
+def _enqueue(client: PeerClient, conn: redis.Redis, s: WorkerSettings, n: int) -> tuple[float, Extra]:
+    jobs = [JobSpec(s.keys.done)] * n
+    start = time.perf_counter()
+    client.enqueue(jobs)
+    seconds = time.perf_counter() - start
+    return n / seconds, {"seconds": seconds}
+
+
+def _drain(client: PeerClient, conn: redis.Redis, s: WorkerSettings, n: int) -> tuple[float, Extra]:
+    client.enqueue([JobSpec(s.keys.done)] * n)
+    worker = WorkerProcess(client.worker_argv(), s)
+    start = time.perf_counter()
+    with _reporting(worker):
+        done = wait_for_count(
+            conn,
+            s.keys.done,
+            n,
+            timeout_s=throughput_timeout(n),
+            poll_s=THROUGHPUT_POLL_S,
+            alive=worker.alive,
+        )
+    seconds = done.done_at - start
+    extra: Extra = {"seconds": seconds, "final_count": int(conn.get(s.keys.done) or 0)}
+    if done.first_at is not None:
+        # Worker boot (interpreter, imports, connecting) is inside `seconds`; these two
+        # separate it out: time to the first completion, and the rate after it.
+        extra["first_done_s"] = done.first_at - start
+        extra["rate_after_first"] = n / max(done.done_at - done.first_at, 1e-9)
+    return n / seconds, extra
+
+
+def _latency(client: PeerClient, conn: redis.Redis, s: WorkerSettings, n: int) -> tuple[float, Extra]:
+    worker = WorkerProcess(client.worker_argv(), s)
+    latencies: list[float] = []
+    with _reporting(worker):
+        _warm_up(client, conn, s, worker)
+        for i in range(n):
+            start = time.perf_counter()
+            client.enqueue([JobSpec(s.keys.done)])
+            done = wait_for_count(
+                conn, s.keys.done, i + 1, timeout_s=30.0, poll_s=LATENCY_POLL_S, alive=worker.alive
+            )
+            latencies.append((done.done_at - start) * 1000.0)
+    extra: Extra = {
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+        "mean_ms": sum(latencies) / n,
+        "max_ms": max(latencies),
+    }
+    return extra["p50_ms"], extra
+
+
+def _retry(client: PeerClient, conn: redis.Redis, s: WorkerSettings, n: int) -> tuple[float, Extra]:
+    jobs = [JobSpec(s.keys.done, s.keys.attempt(i)) for i in range(n)]
+    worker = WorkerProcess(client.worker_argv(), s)
+    with _reporting(worker):
+        _warm_up(client, conn, s, worker)
+        start = time.perf_counter()
+        client.enqueue(jobs)
+        enqueued = time.perf_counter()
+        done = wait_for_count(
+            conn,
+            s.keys.done,
+            n,
+            timeout_s=throughput_timeout(n),
+            poll_s=THROUGHPUT_POLL_S,
+            alive=worker.alive,
+        )
+    seconds = done.done_at - start
+    # Every job must have run exactly twice: once failing, once succeeding.
+    attempts = sum(int(v or 0) for v in conn.mget([s.keys.attempt(i) for i in range(n)]))
+    extra: Extra = {
+        "seconds": seconds,
+        "enqueue_s": enqueued - start,
+        "attempts": attempts,
+        "final_count": int(conn.get(s.keys.done) or 0),
+    }
+    return n / seconds, extra
+
+
+def _warm_up(client: PeerClient, conn: redis.Redis, s: WorkerSettings, worker: WorkerProcess) -> None:
+    """Run one job on a separate counter so the worker is booted and connected before timing."""
+    client.enqueue([JobSpec(s.keys.warm)])
+    wait_for_count(
+        conn, s.keys.warm, 1, timeout_s=WARMUP_TIMEOUT_S, poll_s=0.01, alive=worker.alive
+    )
+
+
+class _reporting:
+    """Run a worker; on failure attach its log tail to the error; always stop it."""
+
+    def __init__(self, worker: WorkerProcess) -> None:
+        self.worker = worker
+
+    def __enter__(self) -> WorkerProcess:
+        self.worker.start()
+        return self.worker
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        self.worker.stop()
+        if exc is not None:
+            exc.add_note(f"worker log tail ({self.worker.log_path}):\n{self.worker.log_tail()}")
+        else:
+            self.worker.remove_log()
+
+
+Runner = Callable[[PeerClient, redis.Redis, WorkerSettings, int], tuple[float, Extra]]
+_RUNNERS: dict[str, Runner] = {
+    "enqueue": _enqueue,
+    "drain": _drain,
+    "latency": _latency,
+    "retry": _retry,
+}
