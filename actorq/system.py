@@ -46,6 +46,7 @@ from actorq.errors import (
     UnknownTask,
 )
 from actorq.job import JobHandle, JobInfo, JobStatus
+from actorq.observe import SystemObserver
 from actorq.persistence.journal import Journal, open_journal
 from actorq.supervision.address import Address
 from actorq.supervision.backoff import Backoff
@@ -83,6 +84,7 @@ class ActorSystem:
         policy: RestartPolicy | None = None,
         tree_policy: RestartPolicy = TREE_POLICY,
         call_timeout: float = 30.0,
+        observer: SystemObserver | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("an actor system needs at least one worker")
@@ -100,6 +102,7 @@ class ActorSystem:
         self.default_policy = policy or RestartPolicy()
         self.tree_policy = tree_policy
         self.call_timeout = call_timeout
+        self.observer = observer
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.board = ResultBoard()
         self.journal: Journal | None = None
@@ -185,6 +188,7 @@ class ActorSystem:
                 name="root",
                 clock=self.clock,
                 on_give_up=self._on_give_up,
+                observer=self.observer,
             )
             self._accepting = True
         return self
@@ -199,7 +203,7 @@ class ActorSystem:
         specs = [
             ChildSpec(
                 "deadletter",
-                lambda: DeadLetter(journal, dispatcher=self.dispatcher),
+                lambda: DeadLetter(journal, dispatcher=self.dispatcher, observer=self.observer),
                 address=self.deadletter,
             ),
             ChildSpec(
@@ -210,7 +214,7 @@ class ActorSystem:
                 lambda: Dispatcher(
                     journal, clock=self.clock, board=self.board, scheduler=self.scheduler,
                     deadletter=self.deadletter, workers=self.workers,
-                    supervisor=lambda: self._root, config=config,
+                    supervisor=lambda: self._root, config=config, observer=self.observer,
                 ),
                 address=self.dispatcher,
             ),

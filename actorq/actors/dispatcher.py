@@ -59,15 +59,26 @@ class DispatcherConfig:
     policy_for: Callable[[str, dict[str, Any] | None], RestartPolicy] = (
         lambda task, override: RestartPolicy.from_dict(override) if override else RestartPolicy()
     )
-    on_events: Callable[[list[Any]], None] | None = None  # metrics; runs after each commit
 
 
 @dataclass
 class _WorkerSlot:
+    """What the Dispatcher knows of one worker address.
+
+    Credits are derived, not counted: the worker said how many jobs it can
+    hold (`capacity`), and every job assigned and not yet reported is held.
+    So a repeated or late Ready can never over-fill a worker.
+    """
+
     address: Address
     incarnation: int = -1
-    credits: int = 0
+    capacity: int = 0
     assigned: dict[str, int] = field(default_factory=dict)  # job id -> attempt, in run order
+    replacing: bool = False  # its running job timed out; a new incarnation is on the way
+
+    @property
+    def credits(self) -> int:
+        return self.capacity - len(self.assigned)
 
 
 class Dispatcher(PersistentActor):
@@ -146,8 +157,8 @@ class Dispatcher(PersistentActor):
             for future in self._drain_waiters:
                 future.set(True)
             self._drain_waiters = []
-        if self.config.on_events is not None:
-            self.config.on_events(events)
+        if self.observer is not None:
+            self._notify(self.observer.committed, events, self.state)
 
     # -- messages -------------------------------------------------------------
 
@@ -196,20 +207,26 @@ class Dispatcher(PersistentActor):
 
     def _ready(self, msg: m.Ready) -> None:
         slot = self.workers.get(msg.worker)
-        if slot is not None and msg.epoch == self.epoch and msg.incarnation == slot.incarnation:
-            slot.credits = msg.credits
+        # Incarnation numbers only grow: a Ready answering this epoch's Reset from
+        # the newest incarnation we know of is current (after our own restart we
+        # know none, and learn it here).
+        if slot is not None and msg.epoch == self.epoch and msg.incarnation >= slot.incarnation:
+            slot.incarnation = msg.incarnation
+            slot.capacity = msg.credits
 
     def _worker_joined(self, msg: m.WorkerJoined) -> None:
         """A worker (re)started: the job it was running failed; the rest never began."""
         slot = self.workers[msg.worker]
         slot.incarnation = msg.incarnation
-        slot.credits = 0
+        slot.capacity = 0
         held, slot.assigned = list(slot.assigned.items()), {}
         now = self.clock.now()
-        if held:
-            job_id, attempt = held[0]
+        if held and not slot.replacing:
+            job_id, attempt = held.pop(0)
             self._fail(job_id, attempt, "worker died while running the job", WORKER_LOST, now)
-            unstarted = [job_id for job_id, _ in held[1:]]
+        slot.replacing = False
+        if held:
+            unstarted = [job_id for job_id, _ in held]
             if unstarted:
                 self.persist(Requeued(unstarted, started=False, at=now))
         slot.address.tell(m.Reset(self.epoch))
@@ -218,8 +235,6 @@ class Dispatcher(PersistentActor):
         slot = self.workers.get(msg.worker)
         if slot is None or msg.incarnation != slot.incarnation:
             return  # a replaced worker's late answer: fenced
-        if msg.epoch == self.epoch:
-            slot.credits += len(msg.results)
         now = self.clock.now()
         jobs = self.state.jobs
         for job_id, attempt, ok, value, error, lineage in msg.results:
@@ -295,7 +310,10 @@ class Dispatcher(PersistentActor):
         worker = job.worker
         self.board.cancelled.add(job.id)  # a cooperative handler may notice and stop
         if worker is not None:
-            self.workers[worker].assigned.pop(job.id, None)
+            slot = self.workers[worker]
+            slot.assigned.pop(job.id, None)
+            slot.capacity = 0  # nothing more for the hung incarnation
+            slot.replacing = True
             supervisor = self.supervisor()
             if supervisor is not None:
                 supervisor.tell(RestartChild(worker, f"job {job.id} timed out"))
@@ -363,7 +381,6 @@ class Dispatcher(PersistentActor):
 
     def _start(self, slot: _WorkerSlot, ids: list[str], now: float) -> None:
         self.persist(Started(slot.address.name, ids, now))
-        slot.credits -= len(ids)
         jobs = self.state.jobs
         batch = []
         timers = []

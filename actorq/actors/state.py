@@ -88,6 +88,7 @@ class JobRecord:
         for name in cls.__slots__:
             setattr(job, name, row[name])
         job.status = JobStatus(row["status"])
+        job.failures = list(row["failures"])  # never share a list with the snapshot data
         return job
 
 

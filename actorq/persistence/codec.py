@@ -83,3 +83,19 @@ def decode_batch(data: bytes) -> list[Any]:
     if not isinstance(maps, list):
         raise JournalCorrupted("batch", 0, "record is not an array of events")
     return [event_from_map(m) for m in maps]
+
+
+def decode_batch_at(data: bytes, where: str, offset: int) -> list[Any]:
+    """`decode_batch` for a stored record: corruption is reported at `where` and `offset`.
+
+    msgpack signals garbage with several unrelated exception types, and an event map
+    with the wrong fields fails in the dataclass constructor; all of them mean the
+    record is corrupt. `UnknownEventVersion` passes through: the data is fine, the
+    reader is too old.
+    """
+    try:
+        return decode_batch(data)
+    except JournalCorrupted as exc:
+        raise JournalCorrupted(where, offset, exc.reason) from exc
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise JournalCorrupted(where, offset, f"undecodable batch: {exc!r}") from exc

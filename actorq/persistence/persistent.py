@@ -50,6 +50,7 @@ class PersistentActor(pykka.ThreadingActor):
         snapshot_every: int = 50_000,
         snapshot_interval: float | None = 300.0,
         max_batch: int = 2_000,
+        observer: Any = None,
     ) -> None:
         super().__init__()
         if not self.persistence_id:
@@ -58,6 +59,7 @@ class PersistentActor(pykka.ThreadingActor):
         self.snapshot_every = snapshot_every
         self.snapshot_interval = snapshot_interval
         self.max_batch = max_batch
+        self.observer = observer  # a SystemObserver, or None
         self.seq = 0
         self.recovery_seconds = 0.0
         self.recovered_events = 0
@@ -133,6 +135,8 @@ class PersistentActor(pykka.ThreadingActor):
             logger.info(
                 "%s recovered %d events in %.3fs", self.persistence_id, count, self.recovery_seconds
             )
+        if self.observer is not None:
+            self._notify(self.observer.recovered, self.persistence_id, count, self.recovery_seconds)
         self.on_recovered()
         self.commit()
 
@@ -155,12 +159,16 @@ class PersistentActor(pykka.ThreadingActor):
         events, self._pending = self._pending, []
         effects, self._effects = self._effects, []
         if events:
+            started = time.perf_counter()
             try:
                 self.journal.append(self.persistence_id, events, after_seq=self.seq)
             except BaseException as exc:
                 self._effects = effects
                 self._fail_waiting(exc)
                 raise
+            if self.observer is not None:
+                seconds = time.perf_counter() - started
+                self._notify(self.observer.journal_appended, self.persistence_id, len(events), seconds)
             self.seq += len(events)
             self._since_snapshot += len(events)
             self.after_commit_hook(events)
@@ -182,6 +190,12 @@ class PersistentActor(pykka.ThreadingActor):
         )
         if due:
             self.snapshot()
+
+    def _notify(self, hook: Callable[..., None], *args: Any) -> None:
+        try:
+            hook(*args)
+        except Exception:
+            logger.exception("%s: observer hook %r raised", self.persistence_id, hook)
 
     def _fail_waiting(self, error: BaseException | None) -> None:
         effects, self._effects = self._effects, []

@@ -1,0 +1,27 @@
+"""SystemObserver: no-op hooks for metrics and tracing, called by the actors.
+
+Every hook runs in the thread of the actor that calls it (named below) and
+must be quick: the Dispatcher's hooks sit on the hot path, once per group
+commit, not once per job. An exception in a hook is logged and otherwise
+ignored; it never breaks the actor.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from actorq.supervision.supervisor import SupervisorObserver
+
+if TYPE_CHECKING:
+    from actorq.actors.state import DispatcherState
+
+
+class SystemObserver(SupervisorObserver):
+    def committed(self, events: list[Any], state: DispatcherState) -> None:
+        """Dispatcher thread: `events` are durable and applied to `state`."""
+
+    def journal_appended(self, persistence_id: str, events: int, seconds: float) -> None:
+        """Dispatcher or DeadLetter thread: one group commit took `seconds`."""
+
+    def recovered(self, persistence_id: str, events: int, seconds: float) -> None:
+        """Persistent actor thread: recovery replayed `events` in `seconds`."""
