@@ -81,9 +81,7 @@ class SystemClock:
             if self._closed:
                 return handle
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="actorq-clock", daemon=True
-                )
+                self._thread = threading.Thread(target=self._run, name="actorq-clock", daemon=True)
                 self._thread.start()
             if self._timers.push(handle):
                 self._cond.notify()

@@ -49,12 +49,21 @@ class JobInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "task": self.task, "status": self.status.value,
-            "attempts": self.attempts, "queue": self.queue, "priority": self.priority,
-            "args": self.args, "kwargs": self.kwargs, "result": self.result,
-            "error": self.error, "idempotency_key": self.idempotency_key,
-            "created_at": self.created_at, "run_at": self.run_at,
-            "started_at": self.started_at, "finished_at": self.finished_at,
+            "id": self.id,
+            "task": self.task,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "queue": self.queue,
+            "priority": self.priority,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "result": self.result,
+            "error": self.error,
+            "idempotency_key": self.idempotency_key,
+            "created_at": self.created_at,
+            "run_at": self.run_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
         }
 
 

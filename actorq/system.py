@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import secrets
 import threading
@@ -91,7 +92,9 @@ class ActorSystem:
         if not queues or len(set(queues)) != len(queues):
             raise ValueError("queues must be a non-empty list of distinct names")
         self.worker_count = workers
-        self.journal_spec = journal if journal is not None else os.environ.get("ACTORQ_JOURNAL", "memory")
+        self.journal_spec = (
+            journal if journal is not None else os.environ.get("ACTORQ_JOURNAL", "memory")
+        )
         self.queues = tuple(queues)
         self.clock: Clock = clock or SystemClock()
         self._own_clock = clock is None
@@ -212,9 +215,15 @@ class ActorSystem:
             ChildSpec(
                 "dispatcher",
                 lambda: Dispatcher(
-                    journal, clock=self.clock, board=self.board, scheduler=self.scheduler,
-                    deadletter=self.deadletter, workers=self.workers,
-                    supervisor=lambda: self._root, config=config, observer=self.observer,
+                    journal,
+                    clock=self.clock,
+                    board=self.board,
+                    scheduler=self.scheduler,
+                    deadletter=self.deadletter,
+                    workers=self.workers,
+                    supervisor=lambda: self._root,
+                    config=config,
+                    observer=self.observer,
                 ),
                 address=self.dispatcher,
             ),
@@ -223,7 +232,9 @@ class ActorSystem:
             specs.append(
                 ChildSpec(
                     address.name,
-                    _worker_factory(address.name, self.dispatcher, self._lookup, self.board, self.prefetch),
+                    _worker_factory(
+                        address.name, self.dispatcher, self._lookup, self.board, self.prefetch
+                    ),
                     address=address,
                     shutdown=1.0,
                 )
@@ -243,7 +254,7 @@ class ActorSystem:
             return
         if root.is_alive():
             try:
-                self._call(lambda r: m.Drain(r), self.dispatcher, timeout, internal=True)
+                self._call(m.Drain, self.dispatcher, timeout, internal=True)
             except (pykka.Timeout, pykka.ActorDeadError, SystemNotRunning):
                 logger.warning("jobs still running after %.1fs; stopping anyway", timeout)
             try:
@@ -285,7 +296,9 @@ class ActorSystem:
         kwargs: dict[str, Any] | None = None,
     ) -> JobHandle:
         """Submit one job; returns once it is accepted and durable."""
-        job = self._new_job(task, args, kwargs or {}, priority, delay, queue, idempotency_key, timeout, policy)
+        job = self._new_job(
+            task, args, kwargs or {}, priority, delay, queue, idempotency_key, timeout, policy
+        )
         ((job_id, existing),) = self._call(lambda r: m.Submit([job], r), self.dispatcher)
         return JobHandle(self, job_id, existing)
 
@@ -330,34 +343,53 @@ class ActorSystem:
         queue = queue or options.queue or self.queues[0]
         timeout = options.timeout if timeout is None else timeout
         self._check_options(priority, delay, queue, timeout)
-        if idempotency_key is not None and (not isinstance(idempotency_key, str) or not idempotency_key):
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not idempotency_key
+        ):
             raise InvalidSubmission("idempotency_key must be a non-empty string")
         if policy is not None and not isinstance(policy, RestartPolicy):
             raise InvalidSubmission("policy must be a RestartPolicy")
         plain_args, plain_kwargs = self._encode(args, kwargs)
         return m.NewJob(
-            self._ids.next(), name, plain_args, plain_kwargs, queue, priority,
-            None if not delay else self.clock.now() + delay, timeout,
-            None if policy is None else policy.to_dict(), options.delivery, idempotency_key,
+            self._ids.next(),
+            name,
+            plain_args,
+            plain_kwargs,
+            queue,
+            priority,
+            None if not delay else self.clock.now() + delay,
+            timeout,
+            None if policy is None else policy.to_dict(),
+            options.delivery,
+            idempotency_key,
         )
 
-    def _check_options(
-        self, priority: Any, delay: Any, queue: str | None, timeout: Any
-    ) -> None:
-        if not isinstance(priority, int) or isinstance(priority, bool) or not (
-            PRIORITY_MIN <= priority <= PRIORITY_MAX
+    def _check_options(self, priority: Any, delay: Any, queue: str | None, timeout: Any) -> None:
+        if (
+            not isinstance(priority, int)
+            or isinstance(priority, bool)
+            or not (PRIORITY_MIN <= priority <= PRIORITY_MAX)
         ):
             raise InvalidSubmission(
-                f"priority must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}, not {priority!r}"
+                f"priority must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX},"
+                f" not {priority!r}"
             )
-        if delay is not None and (not isinstance(delay, int | float) or delay < 0 or delay != delay):
-            raise InvalidSubmission(f"delay must be a non-negative number of seconds, not {delay!r}")
+        if delay is not None and (
+            not isinstance(delay, int | float) or delay < 0 or math.isnan(delay)
+        ):
+            raise InvalidSubmission(
+                f"delay must be a non-negative number of seconds, not {delay!r}"
+            )
         if timeout is not None and (not isinstance(timeout, int | float) or not timeout > 0):
-            raise InvalidSubmission(f"timeout must be a positive number of seconds, not {timeout!r}")
+            raise InvalidSubmission(
+                f"timeout must be a positive number of seconds, not {timeout!r}"
+            )
         if queue is not None and queue not in self.queues:
             raise UnknownQueue(queue, self.queues)
 
-    def _encode(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    def _encode(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
         try:
             payload = msgpack.packb([args, kwargs], use_bin_type=True)
         except (TypeError, ValueError, OverflowError):
@@ -426,14 +458,14 @@ class ActorSystem:
 
     def stats(self) -> dict[str, Any]:
         """Counts per status, queue depths, and the number of dead letters kept."""
-        stats: dict[str, Any] = self._call(lambda r: m.GetStats(r), self.dispatcher)
-        stats["dead_letters"] = len(self._call(lambda r: m.ListDead(r), self.deadletter))
+        stats: dict[str, Any] = self._call(m.GetStats, self.dispatcher)
+        stats["dead_letters"] = len(self._call(m.ListDead, self.deadletter))
         return stats
 
     # -- dead letters ------------------------------------------------------------------
 
     def dead_letters(self) -> list[JobInfo]:
-        rows = self._call(lambda r: m.ListDead(r), self.deadletter)
+        rows = self._call(m.ListDead, self.deadletter)
         return [_info_from_dict(row) for row in rows]
 
     def retry_dead(self, job_id: str) -> JobHandle:
@@ -443,8 +475,17 @@ class ActorSystem:
             raise JobNotFound(job_id)
         row = entry.job
         job = m.NewJob(
-            row["id"], row["task"], row["args"], row["kwargs"], row["queue"], row["priority"],
-            None, entry.timeout, entry.policy, entry.delivery, row["idempotency_key"],
+            row["id"],
+            row["task"],
+            row["args"],
+            row["kwargs"],
+            row["queue"],
+            row["priority"],
+            None,
+            entry.timeout,
+            entry.policy,
+            entry.delivery,
+            row["idempotency_key"],
         )
         self.board.forget([job_id])
         self._call(lambda r: m.Revive(job, r), self.dispatcher)
@@ -474,7 +515,10 @@ class ActorSystem:
 
         def supervisor() -> Supervisor:
             return Supervisor(
-                [child], own_policy, name=f"{name}-supervisor", clock=clock,
+                [child],
+                own_policy,
+                name=f"{name}-supervisor",
+                clock=clock,
                 on_give_up=lambda e: logger.error("actor %s stopped for good: %s", name, e),
             )
 
@@ -486,7 +530,9 @@ class ActorSystem:
 def _worker_factory(
     name: str, dispatcher: Address, lookup: Callable[[str], Any], board: ResultBoard, prefetch: int
 ) -> Callable[[], Worker]:
-    return lambda: Worker(name, dispatcher=dispatcher, lookup=lookup, board=board, capacity=prefetch)
+    return lambda: Worker(
+        name, dispatcher=dispatcher, lookup=lookup, board=board, capacity=prefetch
+    )
 
 
 def _explain_encoding_failure(args: tuple[Any, ...], kwargs: dict[str, Any]) -> NotSerializable:

@@ -24,7 +24,9 @@ def test_exponential_without_jitter_is_capped_geometric(base: float, cap: float,
 
 
 @given(bases, caps, steps, seeds)
-def test_full_jitter_is_between_zero_and_the_exponential(base: float, cap: float, n: int, seed: int) -> None:
+def test_full_jitter_is_between_zero_and_the_exponential(
+    base: float, cap: float, n: int, seed: int
+) -> None:
     """Full jitter: uniform in [0, d]."""
     b = Backoff.exponential(base, cap=cap, jitter="full")
     d = min(cap, base * 2.0 ** min(n, 1000))
@@ -67,5 +69,5 @@ def test_constant_and_none() -> None:
 )
 def test_bad_declarations_fail_at_once(make: object) -> None:
     """A malformed backoff is refused when declared, not at the first failure."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"backoff|jitter"):
         make()  # type: ignore[operator]

@@ -11,8 +11,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from actorq.actors.events import (
     BecameDue,
-    CancelRequested,
     Cancelled,
+    CancelRequested,
     Expired,
     Failed,
     HandedOff,
@@ -60,8 +60,18 @@ class DispatcherModel(RuleBasedStateMachine):
         self.now += 1
         self.emit(
             Submitted(
-                f"j{self.counter}", "t", [self.counter], {}, queue, priority, self.now,
-                self.now + 5 if delayed else None, None, None, "at_least_once", key,
+                f"j{self.counter}",
+                "t",
+                [self.counter],
+                {},
+                queue,
+                priority,
+                self.now,
+                self.now + 5 if delayed else None,
+                None,
+                None,
+                "at_least_once",
+                key,
             )
         )
 
@@ -126,7 +136,9 @@ class DispatcherModel(RuleBasedStateMachine):
         for job_id in self.ids(S.DEAD):
             if self.state.jobs[job_id].handoff_pending:
                 self.emit(HandedOff(job_id))
-        done = [j.id for j in self.state.jobs.values() if j.status.terminal and not j.handoff_pending]
+        done = [
+            j.id for j in self.state.jobs.values() if j.status.terminal and not j.handoff_pending
+        ]
         if done:
             self.emit(Expired(done[: len(done) // 2 + 1]))
 
@@ -151,7 +163,9 @@ class DispatcherModel(RuleBasedStateMachine):
             if job.status is S.QUEUED:
                 assert (-job.priority, job.seq, job.id) in self.state.queues[job.queue]
         for queue in QUEUES:
-            queued = sum(1 for j in self.state.jobs.values() if j.status is S.QUEUED and j.queue == queue)
+            queued = sum(
+                1 for j in self.state.jobs.values() if j.status is S.QUEUED and j.queue == queue
+            )
             assert self.state.depth[queue] == queued
 
     @invariant()
@@ -189,7 +203,11 @@ def _diff(a: dict[str, Any], b: dict[str, Any]) -> str:
     out = [f"{k}: {a[k]!r} != {b.get(k)!r}" for k in a if k != "jobs" and a[k] != b.get(k)]
     for job_id in set(a["jobs"]) | set(b["jobs"]):
         ra, rb = a["jobs"].get(job_id, {}), b["jobs"].get(job_id, {})
-        out += [f"{job_id}.{f}: {ra.get(f)!r} != {rb.get(f)!r}" for f in set(ra) | set(rb) if ra.get(f) != rb.get(f)]
+        out += [
+            f"{job_id}.{f}: {ra.get(f)!r} != {rb.get(f)!r}"
+            for f in set(ra) | set(rb)
+            if ra.get(f) != rb.get(f)
+        ]
     return "; ".join(out)
 
 

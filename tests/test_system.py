@@ -74,7 +74,8 @@ def test_submit_and_result(make_system: Any) -> None:
         assert add.submit(3, 4).result(timeout=5) == 7
         info = system.job(handle.id)
         assert (info.task, info.attempts, info.result, info.queue) == ("add", 1, 3, "default")
-        assert info.started_at is not None and info.finished_at is not None
+        assert info.started_at is not None
+        assert info.finished_at is not None
     assert sorted(calls) == [(1, 2), (3, 4)]
 
 
@@ -231,7 +232,8 @@ def test_cancel_scheduled_and_queued(make_system: Any) -> None:
         assert gate.entered.wait(5)
         queued = system.submit("record", "queued")
         scheduled = system.submit("record", "scheduled", delay=3600)
-        assert system.cancel(queued.id) and system.cancel(scheduled.id)
+        assert system.cancel(queued.id)
+        assert system.cancel(scheduled.id)
         assert not system.cancel(queued.id)
         assert not system.cancel("no-such-job")
         gate.open.set()
@@ -324,7 +326,10 @@ def test_dead_letters_retry_and_purge(make_system: Any) -> None:
             with pytest.raises(JobFailed):
                 h.result(5)
         wait_until(lambda: len(system.dead_letters()) == 2)
-        assert {d.error for d in system.dead_letters()} == {"RuntimeError: bad 1", "RuntimeError: bad 2"}
+        assert {d.error for d in system.dead_letters()} == {
+            "RuntimeError: bad 1",
+            "RuntimeError: bad 2",
+        }
         should_fail["on"] = False
         again = system.retry_dead(a.id)
         assert again.id == a.id
@@ -422,7 +427,9 @@ def test_stats_count_statuses_and_depths(make_system: Any) -> None:
         (lambda s: s.submit_many("echo", [[1], [object()]]), NotSerializable),
     ],
 )
-def test_bad_submissions_are_refused_and_change_nothing(make_system: Any, call: Any, error: Any) -> None:
+def test_bad_submissions_are_refused_and_change_nothing(
+    make_system: Any, call: Any, error: Any
+) -> None:
     """Each kind of bad input raises its named error and leaves the state unchanged."""
     system = make_system(max_payload_bytes=4096)
     system.task("echo")(lambda x=None: x)

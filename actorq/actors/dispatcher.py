@@ -21,8 +21,8 @@ from actorq import messages as m
 from actorq.actors.board import Outcome, ResultBoard
 from actorq.actors.events import (
     BecameDue,
-    CancelRequested,
     Cancelled,
+    CancelRequested,
     Expired,
     Failed,
     HandedOff,
@@ -56,8 +56,8 @@ class DispatcherConfig:
     queues: tuple[str, ...] = ("default",)
     retention: float = 3600.0
     max_pending: int = 1_000_000
-    policy_for: Callable[[str, dict[str, Any] | None], RestartPolicy] = (
-        lambda task, override: RestartPolicy.from_dict(override) if override else RestartPolicy()
+    policy_for: Callable[[str, dict[str, Any] | None], RestartPolicy] = lambda task, override: (
+        RestartPolicy.from_dict(override) if override else RestartPolicy()
     )
 
 
@@ -112,10 +112,17 @@ class Dispatcher(PersistentActor):
         self._outcomes: list[tuple[str, Outcome]] = []
         self._sweep_armed = False
         self._handlers: dict[type, Callable[[Any], None]] = {
-            m.Submit: self._submit, m.Finished: self._finished, m.Ready: self._ready,
-            m.WorkerJoined: self._worker_joined, m.TimersFired: self._timers_fired,
-            m.Cancel: self._cancel, m.GetJob: self._get_job, m.GetStats: self._get_stats,
-            m.Revive: self._revive, m.DeadLettered: self._dead_lettered, m.Drain: self._drain,
+            m.Submit: self._submit,
+            m.Finished: self._finished,
+            m.Ready: self._ready,
+            m.WorkerJoined: self._worker_joined,
+            m.TimersFired: self._timers_fired,
+            m.Cancel: self._cancel,
+            m.GetJob: self._get_job,
+            m.GetStats: self._get_stats,
+            m.Revive: self._revive,
+            m.DeadLettered: self._dead_lettered,
+            m.Drain: self._drain,
         }
 
     # -- persistence -----------------------------------------------------------
@@ -125,6 +132,9 @@ class Dispatcher(PersistentActor):
 
     def snapshot_state(self) -> Any:
         return self.state.to_snapshot()
+
+    def state_size(self) -> int:
+        return len(self.state.jobs)
 
     def restore_snapshot(self, data: Any) -> None:
         self.state = DispatcherState.from_snapshot(data)
@@ -432,6 +442,16 @@ class Dispatcher(PersistentActor):
 
 def _submitted(job: m.NewJob, now: float, run_at: float | None) -> Submitted:
     return Submitted(
-        job.id, job.task, job.args, job.kwargs, job.queue, job.priority, now, run_at,
-        job.timeout, job.policy, job.delivery, job.idempotency_key,
+        job.id,
+        job.task,
+        job.args,
+        job.kwargs,
+        job.queue,
+        job.priority,
+        now,
+        run_at,
+        job.timeout,
+        job.policy,
+        job.delivery,
+        job.idempotency_key,
     )

@@ -10,6 +10,7 @@ is ignored by the Dispatcher.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 from typing import Any
@@ -79,7 +80,6 @@ class Scheduler(pykka.ThreadingActor):
 
 
 def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:
-    try:
+    # Stopped meanwhile: the timers are re-armed from the Dispatcher's state.
+    with contextlib.suppress(pykka.ActorDeadError):
         ref.tell(message)
-    except pykka.ActorDeadError:
-        pass  # stopped meanwhile; the timers are re-armed from the Dispatcher's state

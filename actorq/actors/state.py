@@ -16,8 +16,8 @@ from typing import Any
 
 from actorq.actors.events import (
     BecameDue,
-    CancelRequested,
     Cancelled,
+    CancelRequested,
     Expired,
     Failed,
     HandedOff,
@@ -36,10 +36,30 @@ class JobRecord:
     """One job's mutable record, owned by the Dispatcher's thread."""
 
     __slots__ = (
-        "args", "attempts", "cancel_requested", "created_at", "delivery", "error",
-        "failures", "finished_at", "handoff_pending", "id", "idempotency_key", "kwargs",
-        "last_delay", "policy", "priority", "queue", "result", "run_at", "seq",
-        "started_at", "status", "task", "timeout", "worker",
+        "args",
+        "attempts",
+        "cancel_requested",
+        "created_at",
+        "delivery",
+        "error",
+        "failures",
+        "finished_at",
+        "handoff_pending",
+        "id",
+        "idempotency_key",
+        "kwargs",
+        "last_delay",
+        "policy",
+        "priority",
+        "queue",
+        "result",
+        "run_at",
+        "seq",
+        "started_at",
+        "status",
+        "task",
+        "timeout",
+        "worker",
     )
 
     def __init__(self, e: Submitted, seq: int) -> None:
@@ -70,10 +90,20 @@ class JobRecord:
 
     def info(self) -> JobInfo:
         return JobInfo(
-            id=self.id, task=self.task, status=self.status, attempts=self.attempts,
-            queue=self.queue, priority=self.priority, args=self.args, kwargs=self.kwargs,
-            result=self.result, error=self.error, idempotency_key=self.idempotency_key,
-            created_at=self.created_at, run_at=self.run_at, started_at=self.started_at,
+            id=self.id,
+            task=self.task,
+            status=self.status,
+            attempts=self.attempts,
+            queue=self.queue,
+            priority=self.priority,
+            args=self.args,
+            kwargs=self.kwargs,
+            result=self.result,
+            error=self.error,
+            idempotency_key=self.idempotency_key,
+            created_at=self.created_at,
+            run_at=self.run_at,
+            started_at=self.started_at,
             finished_at=self.finished_at,
         )
 
@@ -104,10 +134,16 @@ class DispatcherState:
         self.finished: deque[tuple[float, str]] = deque()  # in finishing order, for expiry
         self.next_seq = 1
         self._apply: dict[type, Callable[[Any], None]] = {
-            Submitted: self._submitted, BecameDue: self._due, Started: self._started,
-            Succeeded: self._succeeded, Failed: self._failed, Requeued: self._requeued,
-            CancelRequested: self._cancel_requested, Cancelled: self._cancelled,
-            HandedOff: self._handed_off, Expired: self._expired,
+            Submitted: self._submitted,
+            BecameDue: self._due,
+            Started: self._started,
+            Succeeded: self._succeeded,
+            Failed: self._failed,
+            Requeued: self._requeued,
+            CancelRequested: self._cancel_requested,
+            Cancelled: self._cancelled,
+            HandedOff: self._handed_off,
+            Expired: self._expired,
         }
 
     # -- the one way in -------------------------------------------------------

@@ -95,12 +95,26 @@ class Worker(pykka.ThreadingActor):
     ) -> Result:
         fn = self.lookup(task)
         if fn is None:
-            return (job_id, attempt, False, None, f"no task registered as {task!r}", ("actorq.UnknownTask",))
+            return (
+                job_id,
+                attempt,
+                False,
+                None,
+                f"no task registered as {task!r}",
+                ("actorq.UnknownTask",),
+            )
         token = _current.set(JobContext(job_id, attempt, task, self.board))
         try:
             value = fn(*args, **kwargs)
         except Exception as exc:
-            return (job_id, attempt, False, None, f"{type(exc).__name__}: {exc}", exception_lineage(exc))
+            return (
+                job_id,
+                attempt,
+                False,
+                None,
+                f"{type(exc).__name__}: {exc}",
+                exception_lineage(exc),
+            )
         finally:
             _current.reset(token)
         if value is not None:

@@ -59,7 +59,7 @@ class MemoryJournal:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._logs: dict[str, list[tuple[int, Any]]] = {}
+        self._logs: dict[str, list[tuple[int, Sequence[Any]]]] = {}  # (first seq, batch)
         self._last: dict[str, int] = {}
         self._snapshots: dict[str, Snapshot] = {}
 
@@ -68,16 +68,16 @@ class MemoryJournal:
             last = self._last.get(persistence_id, 0)
             if last != after_seq:
                 raise SequenceConflict(persistence_id, after_seq, last)
-            log = self._logs.setdefault(persistence_id, [])
-            log.extend(enumerate(events, start=after_seq + 1))
+            self._logs.setdefault(persistence_id, []).append((after_seq + 1, events))
             self._last[persistence_id] = after_seq + len(events)
 
     def replay(self, persistence_id: str, *, after_seq: int = 0) -> Iterator[tuple[int, Any]]:
         with self._lock:
             log = list(self._logs.get(persistence_id, ()))
-        for seq, event in log:
-            if seq > after_seq:
-                yield seq, event
+        for first, batch in log:
+            for seq, event in enumerate(batch, start=first):
+                if seq > after_seq:
+                    yield seq, event
 
     def last_seq(self, persistence_id: str) -> int:
         with self._lock:
@@ -87,7 +87,13 @@ class MemoryJournal:
         with self._lock:
             self._snapshots[persistence_id] = snapshot
             log = self._logs.get(persistence_id, [])
-            self._logs[persistence_id] = [(s, e) for s, e in log if s > snapshot.seq]
+            kept = []
+            for first, batch in log:
+                if first + len(batch) - 1 > snapshot.seq:
+                    kept.append((first, batch[max(0, snapshot.seq + 1 - first) :]))
+            self._logs[persistence_id] = [
+                (max(first, snapshot.seq + 1), batch) for first, batch in kept
+            ]
 
     def load_snapshot(self, persistence_id: str) -> Snapshot | None:
         with self._lock:

@@ -40,7 +40,7 @@ class Address:
         return f"<Address {self.name} ({state})>"
 
     def tell(self, message: Any) -> None:
-        """Deliver without waiting. Raises `pykka.ActorDeadError` once the child is gone for good."""
+        """Deliver without waiting; `pykka.ActorDeadError` once the child is gone for good."""
         self._deliver(Envelope(message))
 
     def ask(self, message: Any, *, block: bool = True, timeout: float | None = None) -> Any:

@@ -64,11 +64,17 @@ class Backoff:
         if cap < base:
             raise ValueError("backoff cap must be >= base")
         return cls(
-            kind="exponential", base=base, factor=factor, cap=cap, jitter=jitter,
+            kind="exponential",
+            base=base,
+            factor=factor,
+            cap=cap,
+            jitter=jitter,
             reset_after=reset_after,
         )
 
-    def delay(self, n: int, previous: float | None = None, rng: random.Random | None = None) -> float:
+    def delay(
+        self, n: int, previous: float | None = None, rng: random.Random | None = None
+    ) -> float:
         """The wait before restart `n` (0 = first); `previous` feeds decorrelated jitter."""
         if self.kind == "none":
             return 0.0
@@ -89,8 +95,12 @@ class Backoff:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "base": self.base, "factor": self.factor, "cap": self.cap,
-            "jitter": self.jitter, "reset_after": self.reset_after,
+            "kind": self.kind,
+            "base": self.base,
+            "factor": self.factor,
+            "cap": self.cap,
+            "jitter": self.jitter,
+            "reset_after": self.reset_after,
         }
 
     @classmethod

@@ -24,6 +24,7 @@ not crash the child; an exception in a `tell` handler does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -223,7 +224,7 @@ class Supervisor(pykka.ThreadingActor):
             self.actor_ref.tell(_ChildFailed(child.spec.name, _UNBUILT, exc))
             return
         self._instrument(child.spec, actor)
-        actor.use_daemon_thread = True
+        actor.use_daemon_thread = True  # type: ignore[attr-defined]  # ThreadingActor option
         child.actor = actor
         child.started_at = self.clock.now()
         child.spec.address.attach(actor)
@@ -235,10 +236,9 @@ class Supervisor(pykka.ThreadingActor):
         own_start, own_failure, own_stop = actor.on_start, actor.on_failure, actor.on_stop
 
         def notify(message: Any) -> None:
-            try:
+            # If the supervisor is gone, nobody is left to restart the child.
+            with contextlib.suppress(pykka.ActorDeadError):
                 me.tell(message)
-            except pykka.ActorDeadError:
-                pass  # the supervisor is gone; nobody is left to restart the child
 
         def on_start() -> None:
             try:
@@ -263,7 +263,7 @@ class Supervisor(pykka.ThreadingActor):
                 notify(_ChildExited(spec.name, actor))
 
         actor.on_start = on_start  # type: ignore[method-assign]
-        actor.on_failure = on_failure  # type: ignore[method-assign]
+        actor.on_failure = on_failure  # type: ignore[method-assign,assignment]
         actor.on_stop = on_stop  # type: ignore[method-assign]
 
     def _stop_children(self, children: Sequence[_Child], *, final: bool) -> None:
@@ -275,7 +275,9 @@ class Supervisor(pykka.ThreadingActor):
                 if not actor.actor_stopped.wait(child.spec.shutdown):
                     logger.warning(
                         "%s: child %s did not stop within %.1fs; abandoning its thread",
-                        self.name, child.spec.name, child.spec.shutdown,
+                        self.name,
+                        child.spec.name,
+                        child.spec.shutdown,
                     )
                     child.spec.address.abandon(actor)
             if final:
@@ -368,7 +370,6 @@ _UNBUILT: Any = object()  # the incarnation of a child whose factory raised
 
 
 def _tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> None:
-    try:
+    # The supervisor may have stopped before the backoff ran out.
+    with contextlib.suppress(pykka.ActorDeadError):
         ref.tell(message)
-    except pykka.ActorDeadError:
-        pass  # the supervisor stopped before the backoff ran out
