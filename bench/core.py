@@ -3,7 +3,7 @@
     python -m bench.core [--journal memory|DIR|redis://...] [--runs 3]
 
 Workloads: 20,000 no-op jobs end to end (submitted as one batch, and one
-submit() call per job), 500 sequential jobs submit->done (p50, p99), and
+submit() call per job, and from 8 threads at once), 500 sequential jobs submit->done (p50, p99), and
 2,000 jobs that fail once and succeed on the retry (no backoff). The
 reference is concurrent.futures.ThreadPoolExecutor running the same 20,000
 no-op calls. Each figure is the median of `--runs` runs, min and max shown.
@@ -66,6 +66,24 @@ def single_noop(system: ActorSystem) -> float:
     return N_NOOP / (time.perf_counter() - started)
 
 
+def threaded_noop(system: ActorSystem, producers: int = 8) -> float:
+    """Concurrent submitters: their submissions share group commits."""
+    share = N_NOOP // producers
+
+    def produce() -> None:
+        for _ in range(share):
+            system.submit("noop")
+
+    threads = [threading.Thread(target=produce) for _ in range(producers)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert system.join(120)
+    return share * producers / (time.perf_counter() - started)
+
+
 def latency(system: ActorSystem) -> tuple[float, float]:
     samples = []
     for _ in range(N_LATENCY):
@@ -107,12 +125,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     rows: dict[str, list[float]] = {
-        k: [] for k in ("tpe", "batch", "single", "p50", "p99", "retry")
+        k: [] for k in ("tpe", "batch", "single", "threads", "p50", "p99", "retry")
     }
     for _ in range(args.runs):
         rows["tpe"].append(threadpool_noop())
         rows["batch"].append(fresh(args.journal, batch_noop))  # type: ignore[arg-type]
         rows["single"].append(fresh(args.journal, single_noop))  # type: ignore[arg-type]
+        rows["threads"].append(fresh(args.journal, threaded_noop))  # type: ignore[arg-type]
         p50, p99 = fresh(args.journal, latency)  # type: ignore[misc]
         rows["p50"].append(p50)
         rows["p99"].append(p99)
@@ -124,6 +143,7 @@ def main() -> None:
     print(summarize("ThreadPoolExecutor(4), 20,000 no-op calls", rows["tpe"], "calls/s"))
     print(summarize("actorq, 20,000 no-op jobs, one submit_many", rows["batch"], "jobs/s"))
     print(summarize("actorq, 20,000 no-op jobs, one submit() each", rows["single"], "jobs/s"))
+    print(summarize("actorq, 20,000 no-op jobs, submit() from 8 threads", rows["threads"], "jobs/s"))
     print(summarize("actorq, 500 sequential jobs, p50 submit->done", rows["p50"], "ms", 3))
     print(summarize("actorq, 500 sequential jobs, p99 submit->done", rows["p99"], "ms", 3))
     print(summarize("actorq, 2,000 jobs failing once then succeeding", rows["retry"], "jobs/s"))
