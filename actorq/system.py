@@ -40,6 +40,7 @@ from actorq.errors import (
     JobCancelled,
     JobFailed,
     JobNotFound,
+    JournalUnavailable,
     NotSerializable,
     PayloadTooLarge,
     SystemNotRunning,
@@ -413,6 +414,8 @@ class ActorSystem:
         if not (self._accepting or internal):
             reason = f"failed: {self.failure}" if self.failure else "not running"
             raise SystemNotRunning(f"the actor system is {reason}")
+        if self.board.unavailable is not None and not internal:
+            raise JournalUnavailable(f"the journal cannot be reached: {self.board.unavailable}")
         future: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
         try:
             address.tell(make(future))

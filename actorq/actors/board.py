@@ -26,6 +26,7 @@ class ResultBoard:
         self.cancelled: set[str] = set()
         self.idle = threading.Event()
         self.idle.set()
+        self.unavailable: str | None = None  # why the journal cannot be reached, if it cannot
 
     def publish(self, outcomes: list[tuple[str, Outcome]]) -> None:
         with self._lock:

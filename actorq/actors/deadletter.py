@@ -48,6 +48,9 @@ class DeadLetter(PersistentActor):
             for job_id in event.ids:
                 self.entries.pop(job_id, None)
 
+    def reset(self) -> None:
+        self.entries = {}
+
     def snapshot_state(self) -> Any:
         return [
             {"job": e.job, "policy": e.policy, "delivery": e.delivery, "timeout": e.timeout}

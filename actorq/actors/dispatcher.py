@@ -130,6 +130,12 @@ class Dispatcher(PersistentActor):
     def apply(self, event: Any) -> None:
         self.state.apply(event)
 
+    def reset(self) -> None:
+        self.state = DispatcherState()
+
+    def on_journal_unavailable(self, error: Any) -> None:
+        self.board.unavailable = None if error is None else str(error)
+
     def snapshot_state(self) -> Any:
         return self.state.to_snapshot()
 

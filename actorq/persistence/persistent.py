@@ -22,7 +22,7 @@ from typing import Any
 
 import pykka
 
-from actorq.errors import JournalCorrupted
+from actorq.errors import JournalCorrupted, JournalUnavailable
 from actorq.persistence.journal import Journal, Snapshot
 
 logger = logging.getLogger(__name__)
@@ -83,8 +83,15 @@ class PersistentActor(pykka.ThreadingActor):
     def handle(self, message: Any) -> None:
         raise NotImplementedError
 
+    def reset(self) -> None:
+        """Forget all state (before a recovery attempt is retried)."""
+        raise NotImplementedError
+
     def on_recovered(self) -> None:
         """Runs once the state is rebuilt, before the first message."""
+
+    def on_journal_unavailable(self, error: JournalUnavailable | None) -> None:
+        """The journal could not be reached (None: it can be again)."""
 
     def before_commit(self) -> None:
         """Runs before each group commit; may persist further events."""
@@ -119,6 +126,35 @@ class PersistentActor(pykka.ThreadingActor):
     # -- pykka hooks -------------------------------------------------------------
 
     def on_start(self) -> None:
+        # An unreachable journal (Redis down) is waited out here rather than
+        # crashing in a loop: the supervisor would count every crash toward its
+        # intensity and give up on a long outage. Meanwhile the actor answers
+        # nothing; `on_journal_unavailable` lets callers fail fast instead.
+        delay = 0.05
+        while True:
+            try:
+                self._recover()
+                break
+            except JournalUnavailable as exc:
+                logger.warning("%s: journal unavailable, retrying: %s", self.persistence_id, exc)
+                self.on_journal_unavailable(exc)
+                if self.actor_stopped.wait(delay):
+                    return
+                delay = min(delay * 2, 2.0)
+                self.reset()
+                self.seq = 0
+        self.on_journal_unavailable(None)
+        if self.observer is not None:
+            self._notify(
+                self.observer.recovered,
+                self.persistence_id,
+                self.recovered_events,
+                self.recovery_seconds,
+            )
+        self.on_recovered()
+        self.commit()
+
+    def _recover(self) -> None:
         started = time.perf_counter()
         snapshot = self.journal.load_snapshot(self.persistence_id)
         if snapshot is not None:
@@ -140,10 +176,6 @@ class PersistentActor(pykka.ThreadingActor):
             logger.info(
                 "%s recovered %d events in %.3fs", self.persistence_id, count, self.recovery_seconds
             )
-        if self.observer is not None:
-            self._notify(self.observer.recovered, self.persistence_id, count, self.recovery_seconds)
-        self.on_recovered()
-        self.commit()
 
     def on_receive(self, message: Any) -> Any:
         self.handle(message)
@@ -170,6 +202,8 @@ class PersistentActor(pykka.ThreadingActor):
             except BaseException as exc:
                 self._effects = effects
                 self._fail_waiting(exc)
+                if isinstance(exc, JournalUnavailable):
+                    self.on_journal_unavailable(exc)
                 raise
             if self.observer is not None:
                 seconds = time.perf_counter() - started

@@ -1,0 +1,359 @@
+"""Journal in Redis: a stream per persistence id, every write fenced by an owner lease.
+
+Several processes can reach one Redis, so two dispatchers could both write. The
+journal therefore claims an owner key (a token with a TTL lease, refreshed by a
+heartbeat thread) and every write runs as one Lua script that checks the token
+and the last sequence before it writes: nothing can slip in between check and
+write, and a stale owner is refused (`JournalFenced`).
+
+Keys, for namespace N and persistence id P:
+
+- ``N:journal:P``: stream, one entry per append (group commit). The entry id is
+  ``<last seq of the batch>-0`` so that ``XTRIM MINID <snapshot seq + 1>`` drops
+  exactly the batches a snapshot covers; fields ``seq`` (first seq), ``n`` and
+  ``data`` (`encode_batch` bytes).
+- ``N:snapshot:P``: encoded ``{"seq", "state"}``; ``N:last:P``: last sequence.
+- ``N:owner``: owner token, expiring after the lease unless refreshed.
+
+Connection errors are retried with exponential backoff for ``retry_for`` seconds
+(each attempt is also bounded by the client's socket timeout), then raise
+`JournalUnavailable`. An append retried after its first attempt landed, its reply
+lost, is recognised (the stream's tip holds the very same batch) and not written
+twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar, cast
+from urllib.parse import parse_qsl, urlencode
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from redis.typing import EncodableT
+
+from actorq.errors import JournalCorrupted, JournalFenced, JournalUnavailable, SequenceConflict
+from actorq.persistence.codec import decode, decode_batch_at, encode, encode_batch
+from actorq.persistence.journal import Snapshot
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_PAGE = 1000
+_TRANSIENT = (redis.ConnectionError, redis.TimeoutError, TimeoutError)
+
+# Returns the holder's token; takes the key if it is free or already ours.
+_CLAIM = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+return holder
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# Shared head of the write scripts. KEYS[1] owner, KEYS[2] last; ARGV[1] token,
+# ARGV[2] lease in ms. A free owner key is taken back: nobody else owns the
+# namespace, and the sequence check below still guards the log.
+_FENCE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+elseif holder ~= ARGV[1] then
+  return redis.error_reply('FENCED ' .. holder)
+end
+local last = redis.call('GET', KEYS[2]) or '0'
+"""
+
+# KEYS[3] stream; ARGV[3] after_seq, [4] first seq, [5] new last seq, [6] n, [7] data,
+# [8] '1' when retrying. Sequence numbers travel as decimal strings, not Lua numbers.
+_APPEND = """
+if last ~= ARGV[3] then
+  if ARGV[8] == '1' and last == ARGV[5] then
+    local tip = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]
+    if tip and tip[2][2] == ARGV[4] and tip[2][6] == ARGV[7] then return 'DUPLICATE' end
+  end
+  return redis.error_reply('CONFLICT ' .. last)
+end
+redis.call('XADD', KEYS[3], ARGV[5] .. '-0', 'seq', ARGV[4], 'n', ARGV[6], 'data', ARGV[7])
+redis.call('SET', KEYS[2], ARGV[5])
+return 'OK'
+"""
+
+# KEYS[3] snapshot, KEYS[4] stream; ARGV[3] snapshot seq, [4] data, [5] seq + 1.
+_SNAPSHOT = """
+if tonumber(ARGV[3]) > tonumber(last) then return redis.error_reply('AHEAD ' .. last) end
+redis.call('SET', KEYS[3], ARGV[4])
+redis.call('XTRIM', KEYS[4], 'MINID', ARGV[5])
+return 'OK'
+"""
+
+
+class RedisJournal:
+    """A `Journal` in Redis under `namespace`, owned by this instance until `close`.
+
+    Construction claims the namespace or raises `JournalFenced` while another
+    live owner holds it; a crashed owner's lease expires after `lease` seconds.
+    The heartbeat runs in a daemon thread that `close` stops. Give a client with
+    ``decode_responses=False`` and without redis-py's own retries (as `from_url`
+    builds), so that `retry_for` alone bounds how long a call may try.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        namespace: str = "actorq",
+        owner: str | None = None,
+        retry_for: float = 5.0,
+        lease: float = 10.0,
+    ) -> None:
+        if client.get_connection_kwargs().get("decode_responses"):
+            raise ValueError("RedisJournal needs a client with decode_responses=False")
+        if not namespace or lease <= 0.01 or retry_for < 0:
+            raise ValueError(f"bad namespace {namespace!r}, lease {lease} or retry_for {retry_for}")
+        self._client = client
+        self._namespace = namespace
+        self._token = (owner or uuid.uuid4().hex).encode()
+        self._retry_for = retry_for
+        self._lease = lease
+        self._owner_key = f"{namespace}:owner"
+        self._where = _describe(client)
+        self._claim = client.register_script(_CLAIM)
+        self._release = client.register_script(_RELEASE)
+        self._append = client.register_script(_FENCE + _APPEND)
+        self._snapshot = client.register_script(_FENCE + _SNAPSHOT)
+        self._closed = False
+        self._owns_client = False
+        self._stop = threading.Event()
+        holder = self._retrying("claiming ownership", self._claim_owner)
+        if holder != self._token:
+            raise JournalFenced(
+                f"the Redis journal namespace {namespace!r} at {self._where} is owned by"
+                f" {holder.decode(errors='replace')}; it is free once that owner closes"
+                f" or its {lease:g} s lease runs out"
+            )
+        self._heartbeat = threading.Thread(
+            target=self._beat, name=f"actorq-lease:{namespace}", daemon=True
+        )
+        self._heartbeat.start()
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, owner: str | None = None, retry_for: float = 5.0, lease: float = 10.0
+    ) -> RedisJournal:
+        """Connect to ``redis://[:password@]host:port/db``, ``rediss://`` or ``unix://``.
+
+        ``?namespace=NAME`` picks the namespace; other query options go to redis-py.
+        """
+        base, _, query = url.partition("?")
+        options = parse_qsl(query, keep_blank_values=True)
+        namespace = dict(options).get("namespace", "actorq")
+        rest = urlencode([(k, v) for k, v in options if k != "namespace"])
+        client = redis.Redis.from_url(
+            f"{base}?{rest}" if rest else base,
+            decode_responses=False,
+            retry=Retry(NoBackoff(), 0),  # our own loop retries, bounded by retry_for
+            socket_connect_timeout=2.0,
+            socket_timeout=5.0,
+        )
+        try:
+            journal = cls(
+                client, namespace=namespace, owner=owner, retry_for=retry_for, lease=lease
+            )
+        except BaseException:
+            client.close()
+            raise
+        journal._owns_client = True
+        return journal
+
+    def append(self, persistence_id: str, events: Sequence[Any], *, after_seq: int) -> None:
+        self._check_open()
+        if not events:
+            last = self.last_seq(persistence_id)
+            if last != after_seq:
+                raise SequenceConflict(persistence_id, after_seq, last)
+            return
+        data = encode_batch(events)
+        keys = [self._owner_key, self._key("last", persistence_id)]
+        keys.append(self._key("journal", persistence_id))
+        attempts = 0
+
+        def attempt() -> Any:
+            nonlocal attempts
+            attempts += 1
+            args: list[EncodableT] = [self._token, self._lease_ms, after_seq, after_seq + 1]
+            args += [after_seq + len(events), len(events), data, int(attempts > 1)]
+            return self._append(keys=keys, args=args)
+
+        self._write(f"appending to {persistence_id!r}", attempt, persistence_id, after_seq)
+
+    def replay(self, persistence_id: str, *, after_seq: int = 0) -> Iterator[tuple[int, Any]]:
+        self._check_open()
+        return self._entries(self._key("journal", persistence_id), after_seq)
+
+    def last_seq(self, persistence_id: str) -> int:
+        self._check_open()
+        key = self._key("last", persistence_id)
+        return int(self._retrying(f"reading {key}", functools.partial(self._client.get, key)) or 0)
+
+    def save_snapshot(self, persistence_id: str, snapshot: Snapshot) -> None:
+        self._check_open()
+        if snapshot.seq < 0:
+            raise ValueError(f"a snapshot's sequence must not be negative, not {snapshot.seq}")
+        data = encode({"seq": snapshot.seq, "state": snapshot.state})
+        keys = [self._owner_key, self._key("last", persistence_id)]
+        keys += [self._key("snapshot", persistence_id), self._key("journal", persistence_id)]
+        args: list[EncodableT] = [self._token, self._lease_ms, snapshot.seq, data]
+        args.append(snapshot.seq + 1)
+        call = functools.partial(self._snapshot, keys=keys, args=args)
+        self._write(f"snapshotting {persistence_id!r}", call, persistence_id, snapshot.seq)
+
+    def load_snapshot(self, persistence_id: str) -> Snapshot | None:
+        self._check_open()
+        key = self._key("snapshot", persistence_id)
+        data = self._retrying(f"reading {key}", functools.partial(self._client.get, key))
+        if data is None:
+            return None
+        try:
+            content = decode(cast(bytes, data))
+            return Snapshot(seq=int(content["seq"]), state=content["state"])
+        except (ValueError, TypeError, KeyError) as exc:
+            raise JournalCorrupted(key, 0, f"unreadable snapshot: {exc!r}") from exc
+
+    def ping(self) -> bool:
+        """Whether Redis answers right now (no retries): for readiness checks."""
+        try:
+            return bool(self._client.ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._heartbeat.join()
+        try:
+            self._release(keys=[self._owner_key], args=[self._token])
+        except (redis.RedisError, OSError) as exc:
+            log.warning(
+                "could not release %r at %s (its lease ends in %g s): %s",
+                self._owner_key,
+                self._where,
+                self._lease,
+                exc,
+            )
+        if self._owns_client:
+            self._client.close()
+
+    @property
+    def _lease_ms(self) -> int:
+        return int(self._lease * 1000)
+
+    def _key(self, kind: str, persistence_id: str) -> str:
+        return f"{self._namespace}:{kind}:{persistence_id}"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise JournalUnavailable(f"the RedisJournal {self._namespace!r} is closed")
+
+    def _claim_owner(self) -> bytes:
+        holder = self._claim(keys=[self._owner_key], args=[self._token, self._lease_ms])
+        return bytes(holder)
+
+    def _write(self, what: str, call: Callable[[], Any], persistence_id: str, seq: int) -> None:
+        """Run a write script; map its error replies to our exceptions."""
+        try:
+            self._retrying(what, call)
+        except redis.ResponseError as exc:
+            kind, _, detail = str(exc).partition(" ")
+            if kind == "FENCED":
+                raise JournalFenced(
+                    f"{what}: namespace {self._namespace!r} at {self._where} is now owned by"
+                    f" {detail}; this journal lost its lease"
+                ) from None
+            if kind == "CONFLICT":
+                raise SequenceConflict(persistence_id, seq, int(detail)) from None
+            if kind == "AHEAD":
+                raise ValueError(f"snapshot at {seq} is past the log's end ({detail})") from None
+            raise JournalUnavailable(f"{what}: Redis at {self._where} refused: {exc}") from exc
+
+    def _retrying(self, what: str, call: Callable[[], T]) -> T:
+        deadline = time.monotonic() + self._retry_for
+        delay = 0.02
+        while True:
+            try:
+                return call()
+            except _TRANSIENT as exc:
+                if time.monotonic() + delay > deadline:
+                    raise JournalUnavailable(
+                        f"Redis at {self._where} did not answer {what} within"
+                        f" {self._retry_for:g} s: {exc}"
+                    ) from exc
+                log.debug("retrying %s in %.2f s: %s", what, delay, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+            except redis.ResponseError:
+                raise  # an answer, not a failure to answer: the caller reads it
+            except redis.RedisError as exc:
+                raise JournalUnavailable(f"{what} at {self._where} failed: {exc}") from exc
+
+    def _entries(self, key: str, after_seq: int) -> Iterator[tuple[int, Any]]:
+        start = after_seq + 1  # entry ids are the batch's last seq
+        expected: int | None = None
+        what = f"reading {key}"
+        while True:
+            fetch = functools.partial(self._client.xrange, key, f"{start}-0", "+", _PAGE)
+            page = cast(list[tuple[bytes, dict[bytes, bytes]]], self._retrying(what, fetch) or [])
+            for entry_id, fields in page:
+                where = f"{key} entry {entry_id.decode()}"
+                try:
+                    first, count, data = int(fields[b"seq"]), int(fields[b"n"]), fields[b"data"]
+                    end = int(entry_id.split(b"-")[0])
+                except (KeyError, ValueError) as exc:
+                    raise JournalCorrupted(where, 0, f"malformed entry: {exc!r}") from exc
+                if end != first + count - 1 or expected not in (None, first):
+                    reason = f"sequence gap: entry holds {first}..{end}, expected {expected}"
+                    raise JournalCorrupted(where, first, reason)
+                events = decode_batch_at(data, where, first)
+                if len(events) != count:
+                    raise JournalCorrupted(where, first, f"{len(events)} events, not {count}")
+                expected = start = end + 1
+                skip = max(0, after_seq + 1 - first)
+                yield from zip(range(first + skip, end + 1), events[skip:], strict=True)
+            if len(page) < _PAGE:
+                return
+
+    def _beat(self) -> None:
+        """Heartbeat thread: refresh the lease every fifth of it until `close`."""
+        lost = False
+        while not self._stop.wait(self._lease / 5):
+            try:
+                holder = self._claim_owner()
+            except (redis.RedisError, OSError) as exc:
+                log.warning("lease refresh for %r failed: %s", self._owner_key, exc)
+                continue
+            if (holder != self._token) != lost:
+                lost = not lost
+                level = logging.ERROR if lost else logging.INFO
+                log.log(level, "%r is held by %r (ours: %r)", self._owner_key, holder, self._token)
+
+
+def _describe(client: redis.Redis) -> str:
+    kwargs = client.get_connection_kwargs()
+    if "path" in kwargs:
+        return f"unix:{kwargs['path']}"
+    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"

@@ -1,0 +1,393 @@
+"""The `actorq` command line: run a worker, and talk to a running one over HTTP.
+
+`worker` and `serve` run a user's ActorSystem in this process (`runner.py`);
+`submit`, `status`, `dlq` and `queues` are clients of a running system's
+HTTP API (`--url`, default http://127.0.0.1:8000 or $ACTORQ_URL; token from
+--token or $ACTORQ_API_TOKEN). `demo` runs a self-contained demonstration.
+
+Exit codes, stable for scripts:
+
+    0    ok
+    1    the job failed or was cancelled, or there is no such job
+    2    usage error: bad arguments or options, or the server refused the
+         request as invalid (400, 401, 413, 422)
+    3    cannot reach the server, or the system is not running or is at its
+         pending-jobs bound (503); worker: the system could not start or failed
+    4    submit --wait: the job had not finished when the wait ran out
+    130  worker: stopped at once by a second Ctrl-C
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from actorq.service.client import EXIT_FAILED, EXIT_USAGE, Client, CommandFailed
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CODES = """\b
+Exit codes:
+  0    ok
+  1    the job failed or was cancelled, or there is no such job
+  2    usage error, or the server refused the request as invalid
+  3    cannot reach the server / system not running or overloaded
+  4    submit --wait: the job had not finished in time
+  130  worker: stopped at once by a second Ctrl-C
+"""
+EXIT_TIMEOUT = 4
+TERMINAL = {"succeeded", "dead", "cancelled"}
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+def _fail(code: int, message: str) -> click.exceptions.Exit:
+    err.print(f"[red]error:[/red] {message}", markup=True)
+    return click.exceptions.Exit(code)
+
+
+def client_command(fn: F) -> F:
+    """Add --url and --token, and turn CommandFailed into its exit code."""
+
+    @click.option(
+        "--url",
+        envvar="ACTORQ_URL",
+        default="http://127.0.0.1:8000",
+        show_default=True,
+        help="The server's base URL [env: ACTORQ_URL].",
+    )
+    @click.option(
+        "--token", envvar="ACTORQ_API_TOKEN", help="Bearer token [env: ACTORQ_API_TOKEN]."
+    )
+    @functools.wraps(fn)
+    def wrapper(url: str, token: str | None, **kwargs: Any) -> Any:
+        try:
+            with Client(url, token) as client:
+                return fn(client, **kwargs)
+        except CommandFailed as exc:
+            raise _fail(exc.code, exc.message) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _json_value(text: str, what: str, kind: type) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=what) from None
+    if not isinstance(value, kind):
+        raise click.BadParameter(f"must be a JSON {kind.__name__}", param_hint=what)
+    return value
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXIT_CODES,
+)
+@click.version_option(package_name="actorq")
+def main() -> None:
+    """actorq: an actor-model job system on pykka."""
+
+
+@main.command(epilog=EXIT_CODES)
+@click.option("--jobs", default=200, show_default=True, type=click.IntRange(min=1))
+@click.option("--journal", default="memory", show_default=True, help="memory, a path or a URL.")
+def demo(jobs: int, journal: str) -> None:
+    """Run a short self-contained demonstration."""
+    import importlib
+
+    try:
+        run_demo = importlib.import_module("actorq.demo").run_demo
+    except (ImportError, AttributeError) as exc:
+        raise _fail(EXIT_FAILED, f"the demo is not available: {exc}") from None
+    result = run_demo(jobs=jobs, journal=journal)
+    if isinstance(result, int) and not isinstance(result, bool):
+        raise click.exceptions.Exit(result)
+
+
+def _worker_options(fn: F) -> F:
+    options = [
+        click.argument("target", metavar="MODULE:ATTR"),
+        click.option("--journal", help="Override the journal: memory, a path, or redis://..."),
+        click.option("--workers", type=click.IntRange(min=1), help="Override the worker count."),
+        click.option("--queues", help="Override the queues, in order: a,b,c."),
+        click.option(
+            "--token", envvar="ACTORQ_API_TOKEN", help="API token [env: ACTORQ_API_TOKEN]."
+        ),
+        click.option(
+            "--grace",
+            default=30.0,
+            show_default=True,
+            type=click.FloatRange(min=0),
+            help="Seconds running jobs may take to finish on SIGTERM/SIGINT.",
+        ),
+        click.option("--metrics/--no-metrics", default=True, help="Prometheus metrics (on)."),
+        click.option("--access-log", is_flag=True, help="Log every HTTP request."),
+        click.option(
+            "--log-level",
+            default="info",
+            show_default=True,
+            type=click.Choice(["debug", "info", "warning", "error"]),
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@main.command(epilog=EXIT_CODES)
+@_worker_options
+@click.option("--http", "http", metavar="HOST:PORT", help="Also serve the HTTP API here.")
+def worker(**options: Any) -> None:
+    """Run the ActorSystem MODULE:ATTR until SIGTERM or SIGINT.
+
+    Options override the system's own settings before it starts. The first
+    SIGTERM/SIGINT lets running jobs finish for up to --grace seconds; a
+    second SIGINT exits at once.
+    """
+    _worker(**options)
+
+
+@main.command(epilog=EXIT_CODES)
+@_worker_options
+@click.option("--http", "http", metavar="HOST:PORT", required=True, help="Serve the HTTP API here.")
+def serve(**options: Any) -> None:
+    """Run the ActorSystem MODULE:ATTR with its HTTP API (worker with --http required)."""
+    _worker(**options)
+
+
+def _worker(
+    target: str,
+    journal: str | None,
+    workers: int | None,
+    queues: str | None,
+    http: str | None,
+    token: str | None,
+    grace: float,
+    metrics: bool,
+    access_log: bool,
+    log_level: str,
+) -> None:
+    import logging
+
+    from rich.logging import RichHandler
+
+    from actorq.service.runner import LoadError, WorkerOptions, configure, load_system, run_worker
+
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False)],
+    )
+    options = WorkerOptions(
+        journal=journal,
+        workers=workers,
+        queues=_parse_queues(queues) if queues is not None else None,
+        http=_parse_address(http) if http is not None else None,
+        token=token or None,
+        grace=grace,
+        metrics=metrics,
+        access_log=access_log,
+    )
+    try:
+        system = load_system(target)
+        configure(system, options)
+    except LoadError as exc:
+        raise click.BadParameter(str(exc), param_hint="MODULE:ATTR") from None
+    raise click.exceptions.Exit(run_worker(system, options))
+
+
+def _parse_queues(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names) or len(set(names)) != len(names):
+        raise click.BadParameter("a comma-separated list of distinct names", param_hint="--queues")
+    return names
+
+
+def _parse_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.BadParameter(f"expected HOST:PORT, not {text!r}", param_hint="--http")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("task")
+@click.argument("args_json", metavar="[ARGS_JSON]", default="[]")
+@click.option("--kwargs", "kwargs_json", default="{}", help="Keyword arguments, a JSON object.")
+@click.option("--priority", type=int, help="-100..100; higher runs first.")
+@click.option("--delay", type=float, help="Seconds before the job becomes ready.")
+@click.option("--queue", help="A declared queue.")
+@click.option("--idempotency-key", help="Submitting the same key again returns the first job.")
+@click.option("--timeout", type=float, help="Seconds an attempt may run.")
+@click.option("--wait", type=click.FloatRange(min=0), help="Wait up to SECONDS for the result.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job record as JSON.")
+@client_command
+def submit(
+    client: Client,
+    task: str,
+    args_json: str,
+    kwargs_json: str,
+    wait: float | None,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Submit a job running TASK with ARGS_JSON (a JSON array); prints its id.
+
+    With --wait, waits for the outcome: prints the result as JSON and exits
+    0 if it succeeded, 1 if it died or was cancelled, 4 if time ran out.
+    """
+    body: dict[str, Any] = {
+        "task": task,
+        "args": _json_value(args_json, "ARGS_JSON", list),
+        "kwargs": _json_value(kwargs_json, "--kwargs", dict),
+        **{k: v for k, v in options.items() if v is not None},
+    }
+    job = client.call("POST", "/jobs", json=body)
+    if wait is None:
+        if as_json:
+            _print_json(job)
+        else:
+            click.echo(job["id"])
+        return
+    job = _wait_for(client, job, wait)
+    if as_json:
+        _print_json(job)
+    _finish(job)
+
+
+def _wait_for(client: Client, job: dict[str, Any], seconds: float) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    interval = 0.02
+    with err.status(f"waiting for job {job['id']}") if err.is_terminal else _nothing():
+        while job["status"] not in TERMINAL:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _fail(EXIT_TIMEOUT, f"job {job['id']} is still {job['status']}")
+            time.sleep(min(interval, left))
+            interval = min(interval * 2, 0.5)
+            job = client.call("GET", f"/jobs/{job['id']}")
+    return job
+
+
+def _finish(job: dict[str, Any]) -> None:
+    if job["status"] == "succeeded":
+        click.echo(json.dumps(job["result"]))
+        return
+    reason = f": {job['error']}" if job.get("error") else ""
+    raise _fail(EXIT_FAILED, f"job {job['id']} ended {job['status']}{reason}")
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the job record as JSON.")
+@client_command
+def status(client: Client, job_id: str, as_json: bool) -> None:
+    """Show a job; exits 0 if it exists (whatever its status), 1 if not."""
+    job = client.call("GET", f"/jobs/{job_id}")
+    if as_json:
+        _print_json(job)
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in job.items():
+        table.add_row(f"[bold]{key}[/bold]", _cell(value))
+    out.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+@main.group(epilog=EXIT_CODES)
+def dlq() -> None:
+    """Inspect, retry and purge dead jobs."""
+
+
+@dlq.command("list", epilog=EXIT_CODES)
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
+@client_command
+def dlq_list(client: Client, as_json: bool) -> None:
+    """List dead jobs."""
+    jobs = client.call("GET", "/dlq")
+    if as_json:
+        _print_json(jobs)
+        return
+    table = Table("id", "task", "queue", "attempts", "error", title=f"{len(jobs)} dead jobs")
+    for job in jobs:
+        table.add_row(
+            job["id"], job["task"], job["queue"], str(job["attempts"]), job["error"] or ""
+        )
+    out.print(table)
+
+
+@dlq.command("retry", epilog=EXIT_CODES)
+@click.argument("job_id")
+@client_command
+def dlq_retry(client: Client, job_id: str) -> None:
+    """Run dead job JOB_ID again under its id, attempts reset."""
+    job = client.call("POST", f"/dlq/{job_id}/retry")
+    click.echo(job["id"])
+
+
+@dlq.command("purge", epilog=EXIT_CODES)
+@click.argument("job_id", required=False)
+@click.option("--yes", is_flag=True, help="Do not ask before purging every dead job.")
+@client_command
+def dlq_purge(client: Client, job_id: str | None, yes: bool) -> None:
+    """Forget dead job JOB_ID, or every dead job; prints how many were removed."""
+    if job_id is None and not yes:
+        if not sys.stdin.isatty():
+            raise _fail(EXIT_USAGE, "purging every dead job needs --yes when not interactive")
+        click.confirm("Forget every dead job?", abort=True)
+    path = "/dlq" if job_id is None else f"/dlq/{job_id}"
+    click.echo(client.call("DELETE", path)["purged"])
+
+
+@main.command(epilog=EXIT_CODES)
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+@client_command
+def queues(client: Client, as_json: bool) -> None:
+    """Show each queue's depth and finishing rate, and the jobs in flight."""
+    info = client.call("GET", "/queues")
+    if as_json:
+        _print_json(info)
+        return
+    window = info["rate_window_seconds"]
+    table = Table("queue", "depth", f"finished/s ({window}s)")
+    for queue in info["queues"]:
+        rate = "-" if queue["rate"] is None else f"{queue['rate']:.2f}"
+        table.add_row(queue["name"], str(queue["depth"]), rate)
+    table.caption = (
+        f"in flight {info['in_flight']} · active {info['active']} · "
+        f"dead letters {info['dead_letters']}"
+    )
+    out.print(table)
+
+
+if __name__ == "__main__":
+    main()

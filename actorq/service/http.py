@@ -1,0 +1,372 @@
+"""The HTTP API: an ActorSystem's facade over FastAPI, served by uvicorn in a thread.
+
+Why a thread in the same process and not a separate service: the system
+is embedded (the journal's owner is this process), so the API must call the
+same `ActorSystem` object; uvicorn runs its event loop in a daemon thread
+and blocking facade calls run in FastAPI's threadpool (every route that
+talks to the system is a plain `def`).
+
+Routes (all JSON; errors are RFC 9457 problem details, see http_problems):
+
+    POST   /jobs               submit: 201 with the job, 200 if the idempotency key matched
+    GET    /jobs/{id}          the job (404 unknown or expired)
+    DELETE /jobs/{id}          cancel: 200 {"cancelled": bool}, 404 unknown
+    GET    /queues             depth and finishing rate per queue, jobs in flight
+    GET    /dlq                dead jobs
+    POST   /dlq/{id}/retry     run a dead job again (404 unknown)
+    DELETE /dlq/{id}           forget one dead job (404 unknown)
+    DELETE /dlq                forget all dead jobs
+    GET    /healthz            200 while the process serves (no auth)
+    GET    /readyz             200 when running, journal reachable, supervisor healthy; else 503
+    GET    /metrics            Prometheus text format (no auth; 404 without a PrometheusObserver)
+
+Refusals: an unknown task, unknown queue, out-of-range option or argument
+msgpack cannot encode is 422 (the request is well-formed but names
+something that does not exist or cannot be carried: 404 is kept for the
+resource in the URL); malformed JSON 400; a body over the limit 413;
+Backpressure 503 with Retry-After; a stopped system 503. The facade
+validates before it sends anything, so none of them creates a job.
+
+With a token, every route but /healthz, /metrics and the OpenAPI document
+needs ``Authorization: Bearer <token>`` (401 with WWW-Authenticate
+otherwise; compared in constant time).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, TypeAdapter
+from starlette.responses import Response
+
+from actorq.errors import JobNotFound
+from actorq.job import JobStatus
+from actorq.service.http_models import (
+    Cancelled,
+    Health,
+    Job,
+    Problem,
+    Purged,
+    QueueInfo,
+    Queues,
+    Readiness,
+    SubmitRequest,
+)
+from actorq.service.http_problems import PROBLEM_JSON, BodyLimit, install_problem_handlers
+from actorq.service.metrics import RATE_WINDOW, PrometheusObserver
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from actorq.system import ActorSystem
+
+logger = logging.getLogger(__name__)
+
+# JSON spells arguments out in up to about twice the bytes msgpack needs
+# (small integers: "7, " against 1 byte), plus the envelope's other fields.
+# A body inside this limit that still encodes over max_payload_bytes is
+# refused by the facade (PayloadTooLarge), also as 413.
+ENVELOPE_MARGIN = 64 * 1024
+
+JobId = Annotated[str, Path(min_length=1, max_length=256)]
+_JOBS = TypeAdapter(list[Job])
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        s: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": _DESCRIBE[s]}
+        for s in statuses
+    }
+
+
+_DESCRIBE = {
+    400: "Malformed JSON.",
+    401: "Missing or wrong bearer token.",
+    404: "No such job.",
+    413: "Request body or encoded arguments over the size limit.",
+    422: "Invalid request: wrong types, unknown task or queue, arguments msgpack cannot encode.",
+    503: "The system is not running, did not answer, or is at its pending-jobs bound.",
+}
+
+
+def create_app(system: ActorSystem, token: str | None = None) -> FastAPI:
+    """Build the API over `system` (which may be started later); `token` enables bearer auth."""
+    from actorq import __version__
+
+    app = FastAPI(
+        title="actorq",
+        version=__version__,
+        description="Submit and inspect jobs of an actorq ActorSystem.",
+    )
+    install_problem_handlers(app)
+    app.add_middleware(BodyLimit, limit=2 * system.max_payload_bytes + ENVELOPE_MARGIN)
+    observer = system.observer if isinstance(system.observer, PrometheusObserver) else None
+    if observer is not None:
+        observer.track_dead_letters(lambda: len(system.dead_letters()))
+    guarded = APIRouter(dependencies=[Depends(_BearerAuth(token))] if token else [])
+    unauthorized = (401,) if token else ()
+
+    @guarded.post(
+        "/jobs",
+        status_code=201,
+        response_model=Job,
+        responses={
+            200: {"model": Job, "description": "The idempotency key matched a job."},
+            **_problems(400, *unauthorized, 413, 422, 503),
+        },
+    )
+    def submit_job(request: SubmitRequest) -> Response:
+        """Submit a job; answered once it is durable."""
+        handle = system.submit(
+            request.task,
+            *request.args,
+            kwargs=request.kwargs,
+            priority=request.priority,
+            delay=request.delay,
+            queue=request.queue,
+            idempotency_key=request.idempotency_key,
+            timeout=request.timeout,
+        )
+        job = Job.of(system.job(handle.id))
+        status = 200 if handle.existing else 201
+        return _json(job, status, {"Location": f"/jobs/{handle.id}"})
+
+    @guarded.get("/jobs/{job_id}", response_model=Job, responses=_problems(*unauthorized, 404, 503))
+    def get_job(job_id: JobId) -> Response:
+        return _json(Job.of(system.job(job_id)))
+
+    @guarded.delete(
+        "/jobs/{job_id}", response_model=Cancelled, responses=_problems(*unauthorized, 404, 503)
+    )
+    def cancel_job(job_id: JobId) -> Response:
+        """Cancel a waiting job, or ask a running one to stop."""
+        system.job(job_id)  # 404 for an id nobody knows
+        return _json(Cancelled(cancelled=system.cancel(job_id)))
+
+    @guarded.get("/queues", response_model=Queues, responses=_problems(*unauthorized, 503))
+    def queues() -> Response:
+        stats = system.stats()
+        depths: dict[str, int] = stats["queues"]
+        rates = observer.rates.per_second(depths) if observer is not None else {}
+        return _json(
+            Queues(
+                queues=[QueueInfo(name=q, depth=d, rate=rates.get(q)) for q, d in depths.items()],
+                in_flight=stats["statuses"][JobStatus.RUNNING.value],
+                active=stats["active"],
+                dead_letters=stats["dead_letters"],
+                statuses=stats["statuses"],
+                rate_window_seconds=RATE_WINDOW,
+            )
+        )
+
+    @guarded.get("/dlq", response_model=list[Job], responses=_problems(*unauthorized, 503))
+    def dead_letters() -> Response:
+        jobs = [Job.of(info) for info in system.dead_letters()]
+        return Response(_JOBS.dump_json(jobs), media_type="application/json")
+
+    @guarded.post(
+        "/dlq/{job_id}/retry", response_model=Job, responses=_problems(*unauthorized, 404, 503)
+    )
+    def retry_dead(job_id: JobId) -> Response:
+        """Run a dead job again under its id, attempts reset."""
+        handle = system.retry_dead(job_id)
+        return _json(Job.of(system.job(handle.id)))
+
+    @guarded.delete(
+        "/dlq/{job_id}", response_model=Purged, responses=_problems(*unauthorized, 404, 503)
+    )
+    def purge_one(job_id: JobId) -> Response:
+        purged = system.purge_dead(job_id)
+        if not purged:
+            raise JobNotFound(job_id)
+        return _json(Purged(purged=purged))
+
+    @guarded.delete("/dlq", response_model=Purged, responses=_problems(*unauthorized, 503))
+    def purge_all() -> Response:
+        return _json(Purged(purged=system.purge_dead()))
+
+    @guarded.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+    def readyz() -> Response:
+        """Ready: running, the journal answers, and no supervisor gave up."""
+        return _readiness(system)
+
+    @app.get("/healthz", response_model=Health)
+    async def healthz() -> Health:
+        """Alive: answers while the process serves."""
+        return Health(status="alive")
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}}, **_problems(404)},
+    )
+    def metrics() -> Response:
+        """Prometheus text exposition of the system's PrometheusObserver."""
+        if observer is None:
+            raise HTTPException(404, "metrics are off: build the system with a PrometheusObserver")
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(observer.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(guarded)
+    return app
+
+
+_BEARER = HTTPBearer(auto_error=False, description="The server's API token.")
+
+
+class _BearerAuth:
+    """A dependency that requires `Authorization: Bearer <token>`."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = token.encode()
+
+    def __call__(
+        self, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)]
+    ) -> None:
+        if credentials is None:
+            raise HTTPException(
+                401,
+                "a bearer token is required",
+                headers={"WWW-Authenticate": 'Bearer realm="actorq"'},
+            )
+        if not hmac.compare_digest(credentials.credentials.encode(), self._expected):
+            raise HTTPException(
+                401,
+                "the bearer token is not valid",
+                headers={"WWW-Authenticate": 'Bearer realm="actorq", error="invalid_token"'},
+            )
+
+
+def _readiness(system: ActorSystem) -> Response:
+    running = system.running
+    healthy = system.failure is None
+    journal_ok, detail = _journal_reachable(system)
+    if not healthy:
+        detail = f"supervision failed: {system.failure}"
+    elif not running:
+        detail = "the actor system is not running"
+    ready = running and journal_ok and healthy
+    body = Readiness(
+        ready=ready, running=running, journal=journal_ok, supervisor=healthy, detail=detail
+    )
+    return _json(body, 200 if ready else 503)
+
+
+def _journal_reachable(system: ActorSystem) -> tuple[bool, str | None]:
+    journal = system.journal
+    if journal is None:
+        return False, "no journal is open"
+    ping = getattr(journal, "ping", None)
+    if not callable(ping):
+        return True, None  # an in-process journal (memory, file) is reachable while open
+    try:
+        answer = ping()
+    except Exception as exc:
+        return False, f"the journal did not answer: {exc}"
+    return (answer is not False), (None if answer is not False else "the journal did not answer")
+
+
+def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        model.model_dump_json(), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+class Server:
+    """The API served by uvicorn on a daemon thread; `stop()` shuts it down."""
+
+    def __init__(self, server: uvicorn.Server, thread: threading.Thread, host: str) -> None:
+        self._server = server
+        self._thread = thread
+        self.host = host
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful after asking for port 0)."""
+        for listener in getattr(self._server, "servers", []):
+            for sock in listener.sockets:
+                return int(sock.getsockname()[1])
+        return int(self._server.config.port)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop accepting, finish open requests (uvicorn's graceful shutdown), join the thread."""
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._server.force_exit = True
+            self._thread.join(timeout)
+
+
+def serve(
+    system: ActorSystem,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    token: str | None = None,
+    *,
+    access_log: bool = False,
+    startup_timeout: float = 10.0,
+) -> Server:
+    """Serve `create_app(system, token)` on a uvicorn thread; returns once it listens.
+
+    Port 0 picks a free port (read it from the returned server's `port`).
+    Raises OSError if the address cannot be bound.
+    """
+    import uvicorn
+
+    if token is None and not _is_loopback(host):
+        logger.warning(
+            "serving the actorq API on %s without a token: anyone who can reach it can "
+            "submit and cancel jobs (set --token / ACTORQ_API_TOKEN)",
+            host,
+        )
+    config = uvicorn.Config(
+        create_app(system, token),
+        host=host,
+        port=port,
+        log_config=None,
+        lifespan="off",
+        access_log=access_log,
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            server.run()
+        except BaseException as exc:  # uvicorn calls sys.exit(1) when it cannot bind
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="actorq-http", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive():
+            raise OSError(f"the HTTP API could not start on {host}:{port} ({failure or 'exited'})")
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            raise TimeoutError(f"the HTTP API did not start within {startup_timeout}s")
+        time.sleep(0.01)
+    return Server(server, thread, host)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

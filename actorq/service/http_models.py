@@ -1,0 +1,131 @@
+"""The HTTP API's request and response bodies, as pydantic models.
+
+They exist for two reasons: FastAPI validates requests against them before
+a handler runs (so a wrongly typed field is a 422 and never reaches the
+facade), and they make /openapi.json precise enough for clients and for
+schemathesis to generate requests from. Types are strict: JSON "5" is not
+the integer 5.
+
+Job arguments and results are whatever msgpack carries. JSON cannot carry
+all of it: bytes are shown as base64 text and NaN/Infinity as the strings
+"NaN", "Infinity" and "-Infinity" in responses.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from actorq.job import JobInfo, JobStatus
+from actorq.system import PRIORITY_MAX, PRIORITY_MIN
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+class SubmitRequest(BaseModel):
+    """A job to submit; omitted options take the task's defaults."""
+
+    model_config = ConfigDict(
+        strict=True,
+        extra="forbid",
+        json_schema_extra={"examples": [{"task": "add", "args": [1, 2]}]},
+    )
+
+    task: Name = Field(description="The registered task's name.")
+    args: list[Any] = Field(default_factory=list, description="Positional arguments.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments.")
+    priority: int | None = Field(
+        None, ge=PRIORITY_MIN, le=PRIORITY_MAX, description="Higher runs first."
+    )
+    delay: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="Seconds to wait before the job is ready."
+    )
+    queue: Name | None = Field(None, description="A declared queue; default: the task's.")
+    idempotency_key: Name | None = Field(
+        None, description="A second submission with the same key returns the first job."
+    )
+    timeout: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="Seconds an attempt may run."
+    )
+
+
+class Job(BaseModel):
+    """A point-in-time copy of a job's record."""
+
+    model_config = ConfigDict(ser_json_bytes="base64", ser_json_inf_nan="strings")
+
+    id: str
+    task: str
+    status: JobStatus
+    attempts: int
+    queue: str
+    priority: int
+    args: list[Any]
+    kwargs: dict[str, Any]
+    result: Any = Field(description="The return value once succeeded, else null.")
+    error: str | None = Field(description="The last failure's text.")
+    idempotency_key: str | None
+    created_at: float = Field(description="Unix time of the submission.")
+    run_at: float | None = Field(description="When a delayed or retrying job becomes ready.")
+    started_at: float | None
+    finished_at: float | None
+
+    @classmethod
+    def of(cls, info: JobInfo) -> Job:
+        return cls.model_construct(**{**info.to_dict(), "status": info.status})
+
+
+class Cancelled(BaseModel):
+    cancelled: bool = Field(
+        description="True if the job will end cancelled; false if it had finished already."
+    )
+
+
+class Purged(BaseModel):
+    purged: int = Field(description="How many dead jobs were removed.")
+
+
+class QueueInfo(BaseModel):
+    name: str
+    depth: int = Field(description="Jobs queued and ready to run.")
+    rate: float | None = Field(
+        description="Jobs finished per second over the last minute; null without metrics."
+    )
+
+
+class Queues(BaseModel):
+    queues: list[QueueInfo]
+    in_flight: int = Field(description="Jobs running on a worker now.")
+    active: int = Field(description="Jobs not yet finished: scheduled, queued, running, retrying.")
+    dead_letters: int
+    statuses: dict[str, int] = Field(description="Jobs the dispatcher holds, per status.")
+    rate_window_seconds: int
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    running: bool = Field(description="The system accepts submissions.")
+    journal: bool = Field(description="The journal answered.")
+    supervisor: bool = Field(description="No supervisor gave up.")
+    detail: str | None = None
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="Where in the request: body, field, index...")
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem details body (`application/problem+json`)."""
+
+    type: str = Field(description="A URI naming the kind of problem.")
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[FieldError] | None = Field(None, description="Per-field validation errors.")

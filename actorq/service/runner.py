@@ -1,0 +1,181 @@
+"""Run a user's ActorSystem as a long-lived worker process, until a signal stops it.
+
+Why this is not inside `ActorSystem`: an embedded system belongs to its
+host program, which owns signals and the process's exit; a worker process
+is a host program whose only job is the system, and that policy (signal
+handling, exit codes, option overrides) lives here, next to the CLI.
+
+Shutdown: the first SIGTERM or SIGINT stops accepting and lets running jobs
+finish for up to the grace period (`system.stop(timeout=grace)`); a second
+SIGINT exits at once with 130 (jobs cut short run again after a restart
+under at-least-once delivery; the journal's torn tail is cut at recovery).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from actorq.supervision.address import Address
+from actorq.system import ActorSystem
+
+if TYPE_CHECKING:
+    from actorq.service.http import Server
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 3, 130
+
+
+class LoadError(Exception):
+    """MODULE:ATTR does not name an ActorSystem that can be configured."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    journal: str | None = None
+    workers: int | None = None
+    queues: tuple[str, ...] | None = None
+    http: tuple[str, int] | None = None
+    token: str | None = None
+    grace: float = 30.0
+    metrics: bool = True
+    access_log: bool = False
+
+
+def load_system(target: str) -> ActorSystem:
+    """Import MODULE and return its ATTR, which must be an ActorSystem not yet started.
+
+    The module is the user's own code named on the command line (like
+    uvicorn's "app:module"); the working directory is importable, as a
+    user expects when naming a module next to them.
+    """
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise LoadError(f"expected MODULE:ATTR (e.g. myapp.jobs:system), not {target!r}")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise LoadError(f"cannot import {module_name!r}: {exc}") from exc
+    try:
+        system = getattr(module, attr)
+    except AttributeError:
+        raise LoadError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(system, ActorSystem):
+        raise LoadError(f"{target} is a {type(system).__name__}, not an ActorSystem")
+    if system.running:
+        raise LoadError(f"{target} is started already; let the worker start it")
+    return system
+
+
+def configure(system: ActorSystem, options: WorkerOptions) -> None:
+    """Apply command-line overrides to a system that is not started yet."""
+    if options.journal is not None:
+        system.journal_spec = options.journal
+    if options.workers is not None:
+        if options.workers < 1:
+            raise LoadError("--workers must be at least 1")
+        system.worker_count = options.workers
+        # The addresses are made in __init__ and read by start(); see the report for
+        # the facade method that would own this.
+        system.workers = [Address(f"worker-{i + 1}") for i in range(options.workers)]
+    if options.queues is not None:
+        system.queues = options.queues
+        for task in system.tasks.values():
+            if task.options.queue is not None and task.options.queue not in options.queues:
+                logger.warning(
+                    "task %s defaults to queue %r, which this worker does not declare: "
+                    "its submissions will be refused",
+                    task.name,
+                    task.options.queue,
+                )
+    if options.metrics:
+        from actorq.service.metrics import PrometheusObserver
+
+        if system.observer is None:
+            system.observer = PrometheusObserver()
+        elif not isinstance(system.observer, PrometheusObserver):
+            logger.info("the system has its own observer; Prometheus metrics stay off")
+
+
+class StopSignals:
+    """SIGTERM/SIGINT set `requested`; a second SIGINT exits the process at once."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self._previous = {
+            sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if not self.requested.is_set():
+            self.requested.set()
+            return
+        if signum == signal.SIGINT:
+            logger.warning("second interrupt: exiting at once; running jobs are cut short")
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
+        logger.info("already stopping (send SIGINT again to exit at once)")
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def run_worker(system: ActorSystem, options: WorkerOptions) -> int:
+    """Start `system` (and its HTTP API), block until a signal, stop; returns the exit code."""
+    signals = StopSignals()
+    try:
+        return _run(system, options, signals)
+    finally:
+        signals.restore()
+
+
+def _run(system: ActorSystem, options: WorkerOptions, signals: StopSignals) -> int:
+    try:
+        system.start()
+    except Exception as exc:
+        logger.error("the actor system could not start: %s", exc)
+        return EXIT_UNAVAILABLE
+    server: Server | None = None
+    if options.http is not None:
+        from actorq.service.http import serve
+
+        host, port = options.http
+        try:
+            server = serve(system, host, port, options.token, access_log=options.access_log)
+        except (OSError, TimeoutError) as exc:
+            logger.error("%s", exc)
+            system.stop(timeout=options.grace)
+            return EXIT_UNAVAILABLE
+    logger.info(
+        "actorq worker running: %d workers, queues %s, journal %s%s",
+        system.worker_count,
+        ",".join(system.queues),
+        system.journal_spec if isinstance(system.journal_spec, str) else "(object)",
+        f", HTTP API on {server.url}" if server is not None else "",
+    )
+    code = EXIT_OK
+    while not signals.requested.wait(0.5):
+        if system.failure is not None:
+            logger.error("the actor system failed: %s", system.failure)
+            code = EXIT_UNAVAILABLE
+            break
+    logger.info("stopping: running jobs may finish for up to %.1fs", options.grace)
+    system.stop(timeout=options.grace)
+    if server is not None:
+        server.stop()
+    logger.info("stopped")
+    return code
