@@ -13,6 +13,7 @@ whose log ends elsewhere raises `SequenceConflict` instead of writing.
 from __future__ import annotations
 
 import threading
+from urllib.parse import parse_qsl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -104,7 +105,13 @@ class MemoryJournal:
 
 
 def open_journal(spec: str | Journal | None) -> Journal:
-    """Resolve a journal argument: an instance, "memory", a path or a URL."""
+    """Resolve a journal argument: an instance, "memory", a path, or a URL.
+
+    - ``memory``: `MemoryJournal`;
+    - a directory path or ``file:///dir[?fsync=always|batch|never]``: `FileJournal`;
+    - ``redis://[:password@]host:port/db[?namespace=N&lease=S&claim_wait=S]``
+      (also ``rediss://``, ``unix://``): `RedisJournal`.
+    """
     if spec is None or spec == "memory":
         return MemoryJournal()
     if not isinstance(spec, str):
@@ -115,5 +122,9 @@ def open_journal(spec: str | Journal | None) -> Journal:
         return RedisJournal.from_url(spec)
     from actorq.persistence.file import FileJournal
 
-    path = spec.removeprefix("file://")
-    return FileJournal(path)
+    path, _, query = spec.removeprefix("file://").partition("?")
+    options = dict(parse_qsl(query))
+    unknown = set(options) - {"fsync"}
+    if unknown:
+        raise ValueError(f"unknown file journal options: {', '.join(sorted(unknown))}")
+    return FileJournal(path, fsync=options.get("fsync", "always"))  # type: ignore[arg-type]

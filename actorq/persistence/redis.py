@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _PAGE = 1000
+_TIMING = ("lease", "retry_for", "claim_wait")
 _TRANSIENT = (redis.ConnectionError, redis.TimeoutError, TimeoutError)
 
 # Returns the holder's token; takes the key if it is free or already ours.
@@ -106,7 +107,9 @@ class RedisJournal:
 
     Construction claims the namespace or raises `JournalFenced` while another
     live owner holds it; a crashed owner's lease expires after `lease` seconds.
-    The heartbeat runs in a daemon thread that `close` stops. Give a client with
+    An explicit `owner` token lets a restarted process reclaim its own lease at
+    once; never give one token to two live journals. The heartbeat runs in a
+    daemon thread that `close` stops. Give a client with
     ``decode_responses=False`` and without redis-py's own retries (as `from_url`
     builds), so that `retry_for` alone bounds how long a call may try.
     """
@@ -119,6 +122,7 @@ class RedisJournal:
         owner: str | None = None,
         retry_for: float = 5.0,
         lease: float = 10.0,
+        claim_wait: float = 0.0,
     ) -> None:
         if client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("RedisJournal needs a client with decode_responses=False")
@@ -138,8 +142,12 @@ class RedisJournal:
         self._closed = False
         self._owns_client = False
         self._stop = threading.Event()
-        holder = self._retrying("claiming ownership", self._claim_owner)
-        if holder != self._token:
+        # A successor started right after its predecessor died may wait out the old lease.
+        give_up = time.monotonic() + claim_wait
+        while (holder := self._retrying("claiming", self._claim_owner)) != self._token:
+            if time.monotonic() < give_up:
+                time.sleep(min(0.1, lease / 10))
+                continue
             raise JournalFenced(
                 f"the Redis journal namespace {namespace!r} at {self._where} is owned by"
                 f" {holder.decode(errors='replace')}; it is free once that owner closes"
@@ -151,17 +159,23 @@ class RedisJournal:
         self._heartbeat.start()
 
     @classmethod
-    def from_url(
-        cls, url: str, *, owner: str | None = None, retry_for: float = 5.0, lease: float = 10.0
-    ) -> RedisJournal:
+    def from_url(cls, url: str, *, owner: str | None = None, **timing: float) -> RedisJournal:
         """Connect to ``redis://[:password@]host:port/db``, ``rediss://`` or ``unix://``.
 
-        ``?namespace=NAME`` picks the namespace; other query options go to redis-py.
+        Query options ``namespace``, ``lease``, ``retry_for`` and ``claim_wait`` (seconds)
+        are the journal's, keyword arguments override them; other options go to redis-py.
         """
         base, _, query = url.partition("?")
         options = parse_qsl(query, keep_blank_values=True)
-        namespace = dict(options).get("namespace", "actorq")
-        rest = urlencode([(k, v) for k, v in options if k != "namespace"])
+        ours = {k: v for k, v in options if k in ("namespace", *_TIMING)}
+        namespace = ours.pop("namespace", "actorq")
+        try:
+            timing = {k: float(v) for k, v in ours.items()} | timing
+        except ValueError as exc:
+            raise ValueError(f"a RedisJournal timing option is not a number: {exc}") from None
+        if unknown := set(timing) - set(_TIMING):
+            raise TypeError(f"unknown RedisJournal options: {sorted(unknown)}")
+        rest = urlencode([(k, v) for k, v in options if k not in ("namespace", *_TIMING)])
         client = redis.Redis.from_url(
             f"{base}?{rest}" if rest else base,
             decode_responses=False,
@@ -170,9 +184,7 @@ class RedisJournal:
             socket_timeout=5.0,
         )
         try:
-            journal = cls(
-                client, namespace=namespace, owner=owner, retry_for=retry_for, lease=lease
-            )
+            journal = cls(client, namespace=namespace, owner=owner, **timing)
         except BaseException:
             client.close()
             raise
