@@ -15,6 +15,7 @@ the latest snapshot.
 from __future__ import annotations
 
 import contextlib
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -138,6 +139,7 @@ class PersistentActor(pykka.ThreadingActor):
             except JournalUnavailable as exc:
                 logger.warning("%s: journal unavailable, retrying: %s", self.persistence_id, exc)
                 self.on_journal_unavailable(exc)
+                self._refuse_requests(exc)
                 if self.actor_stopped.wait(delay):
                     return
                 delay = min(delay * 2, 2.0)
@@ -235,6 +237,24 @@ class PersistentActor(pykka.ThreadingActor):
         )
         if due:
             self.snapshot()
+
+    def _refuse_requests(self, error: JournalUnavailable) -> None:
+        """Answer waiting requests (messages with a reply) with `error` instead of hanging.
+
+        Facts from other actors (a worker's results) stay in the inbox, in order,
+        for when the journal is back.
+        """
+        kept = []
+        while not self.actor_inbox.empty():
+            envelope = self.actor_inbox.get()
+            reply = getattr(envelope.message, "reply", None)
+            if reply is None:
+                kept.append(envelope)
+                continue
+            with contextlib.suppress(Exception):  # the asker may have been answered already
+                reply.set_exception((type(error), error, None))
+        for envelope in kept:
+            self.actor_inbox.put(envelope)
 
     def _notify(self, hook: Callable[..., None], *args: Any) -> None:
         try:
