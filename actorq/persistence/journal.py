@@ -13,10 +13,10 @@ whose log ends elsewhere raises `SequenceConflict` instead of writing.
 from __future__ import annotations
 
 import threading
-from urllib.parse import parse_qsl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import parse_qsl
 
 from actorq.errors import SequenceConflict
 

@@ -15,7 +15,6 @@ the latest snapshot.
 from __future__ import annotations
 
 import contextlib
-import contextlib
 import logging
 import time
 from collections.abc import Callable

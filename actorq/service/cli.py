@@ -45,6 +45,7 @@ Exit codes:
 """
 EXIT_TIMEOUT = 4
 TERMINAL = {"succeeded", "dead", "cancelled"}
+_KINDS: dict[type, str] = {list: "array", dict: "object"}
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
@@ -85,7 +86,7 @@ def _json_value(text: str, what: str, kind: type) -> Any:
     except ValueError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint=what) from None
     if not isinstance(value, kind):
-        raise click.BadParameter(f"must be a JSON {kind.__name__}", param_hint=what)
+        raise click.BadParameter(f"must be a JSON {_KINDS[kind]}", param_hint=what)
     return value
 
 
@@ -187,11 +188,13 @@ def _worker(
 
     from actorq.service.runner import LoadError, WorkerOptions, configure, load_system, run_worker
 
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False)],
-    )
+    if err.is_terminal:
+        handler: logging.Handler = RichHandler(console=err, show_path=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:  # a log file or collector: one plain line per record, not a wrapped table
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=log_level.upper(), handlers=[handler])
     options = WorkerOptions(
         journal=journal,
         workers=workers,

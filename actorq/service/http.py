@@ -35,10 +35,7 @@ otherwise; compared in constant time).
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
-import threading
-import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Security
@@ -60,12 +57,13 @@ from actorq.service.http_models import (
     SubmitRequest,
 )
 from actorq.service.http_problems import PROBLEM_JSON, BodyLimit, install_problem_handlers
+from actorq.service.http_server import Server, is_loopback
 from actorq.service.metrics import RATE_WINDOW, PrometheusObserver
 
 if TYPE_CHECKING:
-    import uvicorn
-
     from actorq.system import ActorSystem
+
+__all__ = ["Server", "create_app", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -280,36 +278,6 @@ def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = 
     )
 
 
-class Server:
-    """The API served by uvicorn on a daemon thread; `stop()` shuts it down."""
-
-    def __init__(self, server: uvicorn.Server, thread: threading.Thread, host: str) -> None:
-        self._server = server
-        self._thread = thread
-        self.host = host
-
-    @property
-    def port(self) -> int:
-        """The bound port (useful after asking for port 0)."""
-        for listener in getattr(self._server, "servers", []):
-            for sock in listener.sockets:
-                return int(sock.getsockname()[1])
-        return int(self._server.config.port)
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop accepting, finish open requests (uvicorn's graceful shutdown), join the thread."""
-        self._server.should_exit = True
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            self._server.force_exit = True
-            self._thread.join(timeout)
-
-
 def serve(
     system: ActorSystem,
     host: str = "127.0.0.1",
@@ -322,51 +290,14 @@ def serve(
     """Serve `create_app(system, token)` on a uvicorn thread; returns once it listens.
 
     Port 0 picks a free port (read it from the returned server's `port`).
-    Raises OSError if the address cannot be bound.
+    Raises OSError if the address cannot be bound. Logs a warning when bound
+    beyond loopback without a token.
     """
-    import uvicorn
-
-    if token is None and not _is_loopback(host):
+    if token is None and not is_loopback(host):
         logger.warning(
             "serving the actorq API on %s without a token: anyone who can reach it can "
             "submit and cancel jobs (set --token / ACTORQ_API_TOKEN)",
             host,
         )
-    config = uvicorn.Config(
-        create_app(system, token),
-        host=host,
-        port=port,
-        log_config=None,
-        lifespan="off",
-        access_log=access_log,
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            server.run()
-        except BaseException as exc:  # uvicorn calls sys.exit(1) when it cannot bind
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name="actorq-http", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + startup_timeout
-    while not server.started:
-        if not thread.is_alive():
-            raise OSError(f"the HTTP API could not start on {host}:{port} ({failure or 'exited'})")
-        if time.monotonic() > deadline:
-            server.should_exit = True
-            raise TimeoutError(f"the HTTP API did not start within {startup_timeout}s")
-        time.sleep(0.01)
-    return Server(server, thread, host)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    app = create_app(system, token)
+    return Server.start(app, host, port, access_log=access_log, startup_timeout=startup_timeout)

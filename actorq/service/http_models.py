@@ -7,7 +7,7 @@ schemathesis to generate requests from. Types are strict: JSON "5" is not
 the integer 5.
 
 Job arguments and results are whatever msgpack carries. JSON cannot carry
-all of it: bytes are shown as base64 text and NaN/Infinity as the strings
+all of it: bytes are shown as URL-safe base64 text and NaN/Infinity as the strings
 "NaN", "Infinity" and "-Infinity" in responses.
 """
 

@@ -151,46 +151,62 @@ class PrometheusObserver(SystemObserver):
 
     # -- hooks ----------------------------------------------------------------------
 
-    def committed(self, events: list[Any], state: DispatcherState) -> None:
-        """Dispatcher thread, once per group commit: aggregate, then update."""
+    def committed(  # noqa: PLR0915 - one flat loop is the cheap form of this hot path
+        self, events: list[Any], state: DispatcherState
+    ) -> None:
+        """Dispatcher thread, once per group commit: aggregate, then update.
+
+        Batches are mostly runs of one task on one queue, so each loop keeps
+        the last label set's accumulator at hand and only looks it up in a
+        dict when the labels change (string identity, then equality).
+        """
         jobs = state.jobs
-        submitted: dict[tuple[str, str], int] = {}
-        finished: dict[tuple[str, str, str], int] = {}  # (task, status, queue)
-        durations: dict[str, list[float]] = {}
+        submitted: dict[tuple[str, str], list[int]] = {}
+        succeeded: dict[tuple[str, str], list[float]] = {}  # (task, queue) -> durations
+        finished: dict[tuple[str, str, str], int] = {}  # (task, status, queue), not successes
+        durations: dict[str, list[float]] = {}  # attempts that failed
         waits: dict[str, list[float]] = {}
         ready_at = self._ready_at
+        sub_task = sub_queue = ok_task = ok_queue = wait_queue = None
+        sub_cell: list[int] = []
+        ok_series: list[float] = []
+        wait_series: list[float] = []
         for e in events:
             kind = type(e)
             if kind is Submitted:
-                key = (e.task, e.queue)
-                submitted[key] = submitted.get(key, 0) + 1
-            elif kind is Succeeded or kind is Failed:
+                if e.task is not sub_task or e.queue is not sub_queue:
+                    sub_task, sub_queue = e.task, e.queue
+                    sub_cell = submitted.setdefault((e.task, e.queue), [0])
+                sub_cell[0] += 1
+            elif kind is Succeeded:
                 job = jobs.get(e.id)
                 if job is None:
                     continue
-                started = job.started_at
-                if started is not None and started <= e.at:
-                    series = durations.get(job.task)
-                    if series is None:
-                        series = durations[job.task] = []
-                    series.append(e.at - started)
-                if kind is Succeeded:
-                    outcome = (job.task, "succeeded", job.queue)
-                elif e.retry_at is None:
-                    outcome = (job.task, "dead", job.queue)
-                else:
-                    continue
-                finished[outcome] = finished.get(outcome, 0) + 1
+                if job.task is not ok_task or job.queue is not ok_queue:
+                    ok_task, ok_queue = job.task, job.queue
+                    ok_series = succeeded.setdefault((job.task, job.queue), [])
+                ok_series.append(e.at - (job.started_at or e.at))
             elif kind is Started:
                 at = e.at
                 for job_id in e.ids:
                     job = jobs.get(job_id)
-                    if job is not None:
-                        ready = ready_at.pop(job_id, job.created_at) if ready_at else job.created_at
-                        series = waits.get(job.queue)
-                        if series is None:
-                            series = waits[job.queue] = []
-                        series.append(at - ready)
+                    if job is None:
+                        continue
+                    if job.queue is not wait_queue:
+                        wait_queue = job.queue
+                        wait_series = waits.setdefault(job.queue, [])
+                    ready = ready_at.pop(job_id, job.created_at) if ready_at else job.created_at
+                    wait_series.append(at - ready)
+            elif kind is Failed:
+                job = jobs.get(e.id)
+                if job is None:
+                    continue
+                started = job.started_at  # a retry in this same batch may have moved it
+                if started is not None and started <= e.at:
+                    durations.setdefault(job.task, []).append(e.at - started)
+                if e.retry_at is None:
+                    outcome = (job.task, "dead", job.queue)
+                    finished[outcome] = finished.get(outcome, 0) + 1
             elif kind is Cancelled:
                 ready_at.pop(e.id, None)
                 job = jobs.get(e.id)
@@ -203,18 +219,21 @@ class PrometheusObserver(SystemObserver):
             elif kind is Expired:
                 for job_id in e.ids:
                     ready_at.pop(job_id, None)
+        for (task, queue), series in succeeded.items():
+            finished[task, "succeeded", queue] = len(series)
+            durations.setdefault(task, []).extend(series)
         self._update(state, submitted, finished, durations, waits)
 
     def _update(
         self,
         state: DispatcherState,
-        submitted: dict[tuple[str, str], int],
+        submitted: dict[tuple[str, str], list[int]],
         finished: dict[tuple[str, str, str], int],
         durations: dict[str, list[float]],
         waits: dict[str, list[float]],
     ) -> None:
         child = self._child
-        for (task, queue), n in submitted.items():
+        for (task, queue), (n,) in submitted.items():
             child(self.submitted, task, queue).inc(n)
         if finished:
             by_queue: Counter[str] = Counter()
@@ -262,16 +281,20 @@ class BatchHistogram:
         # per label value: a count per bucket (the last one is +Inf), then the sum
         self._series: dict[str, list[float]] = {}
 
-    def observe_many(self, label: str, values: Iterable[float]) -> None:
+    def observe_many(self, label: str, values: list[float]) -> None:
         series = self._series.get(label)
         if series is None:
             series = self._series[label] = [0.0] * (len(self.bounds) + 2)
         bounds = self.bounds
-        total = 0.0
+        first = bounds[0]
+        fastest = 0  # most jobs land in the first bucket: skip the bisect call for them
         for value in values:
-            series[bisect_left(bounds, value)] += 1
-            total += value
-        series[-1] += total
+            if value <= first:
+                fastest += 1
+            else:
+                series[bisect_left(bounds, value)] += 1
+        series[0] += fastest
+        series[-1] += sum(values)
 
     def count(self, label: str) -> int:
         series = self._series.get(label)

@@ -27,7 +27,7 @@ from actorq.supervision.address import Address
 from actorq.system import ActorSystem
 
 if TYPE_CHECKING:
-    from actorq.service.http import Server
+    from actorq.service.http_server import Server
 
 logger = logging.getLogger(__name__)
 

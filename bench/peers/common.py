@@ -14,7 +14,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -268,16 +268,11 @@ class WorkerProcess:
         self.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
         self.stop()
-
-
-@contextlib.contextmanager
-def timed() -> Iterator[list[float]]:
-    """`with timed() as t: ...` leaves the elapsed seconds in t[0]."""
-    box: list[float] = []
-    start = time.perf_counter()
-    try:
-        yield box
-    finally:
-        box.append(time.perf_counter() - start)
+        if exc is not None:
+            exc.add_note(f"worker log tail ({self.log_path}):\n{self.log_tail()}")
+        else:
+            self.remove_log()

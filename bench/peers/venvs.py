@@ -6,14 +6,19 @@ that were installed, and a venv whose marker matches is reused without calling p
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import fcntl
 import hashlib
-import importlib
 import os
 import subprocess
 import sys
 import venv
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench.peers import module_path
 
 MARKER = ".actorq-bench-requirements"
 PIP_TIMEOUT_S = 900
@@ -35,12 +40,20 @@ def venv_python(venv_dir: Path) -> Path:
 
 
 def requirements_for(peer: str) -> list[str]:
-    # Each peer module imports only its own library at top level, but to stay safe in the
-    # parent interpreter (which lacks peers' packages) the REQUIREMENTS list is read from
-    # source rather than by importing the module.
-    from bench.peers.registry import requirements
-
-    return requirements(peer)
+    """The peer module's REQUIREMENTS, read from its source: importing the module here
+    would need the very packages this function is asked to install."""
+    tree = ast.parse(module_path(peer).read_text(), filename=str(module_path(peer)))
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id == "REQUIREMENTS"
+        ):
+            reqs = ast.literal_eval(node.value)
+            if isinstance(reqs, list) and all(isinstance(r, str) for r in reqs):
+                return reqs
+    raise ValueError(f"{module_path(peer)} has no literal REQUIREMENTS list of strings")
 
 
 def requirements_hash(reqs: list[str]) -> str:
@@ -52,9 +65,14 @@ def ensure_venv(peer: str) -> Path | InstallFailure:
     """Return the venv directory for `peer`, creating and filling it if needed."""
     try:
         reqs = requirements_for(peer)
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, OSError, SyntaxError) as exc:
         return InstallFailure(peer, f"unknown peer or bad REQUIREMENTS: {exc}")
     venv_dir = cache_root() / peer
+    with _locked(venv_dir.with_suffix(".lock")):
+        return _ensure(peer, venv_dir, reqs)
+
+
+def _ensure(peer: str, venv_dir: Path, reqs: list[str]) -> Path | InstallFailure:
     marker = venv_dir / MARKER
     digest = requirements_hash(reqs)
     if marker.is_file() and marker.read_text().strip() == digest and venv_python(venv_dir).exists():
@@ -77,7 +95,18 @@ def ensure_venv(peer: str) -> Path | InstallFailure:
     return venv_dir
 
 
-if __name__ == "__main__":  # pragma: no cover - convenience: python -m bench.peers.venvs rq
-    importlib.import_module("bench.peers")
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Serialise installs of one peer across concurrent harness processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+if __name__ == "__main__":  # python -m bench.peers.venvs rq celery ...
     for name in sys.argv[1:]:
         print(name, ensure_venv(name))

@@ -18,7 +18,6 @@ from bench.peers.common import (
     UNITS,
     JobSpec,
     PeerResult,
-    RunKeys,
     WorkerProcess,
     WorkerSettings,
     delete_run_keys,
@@ -44,6 +43,10 @@ class PeerClient(Protocol):
         """Release connections; remove run state that `delete_run_keys` cannot find."""
 
 
+# A client may set `stop_grace_s` to shorten the SIGTERM-to-SIGKILL wait of its worker.
+DEFAULT_STOP_GRACE_S = 15.0
+
+
 ClientFactory = Callable[[WorkerSettings], PeerClient]
 
 
@@ -52,7 +55,14 @@ def throughput_timeout(n: int) -> float:
     return 60.0 + n / 50.0
 
 
-def run_workload(system: str, factory: ClientFactory, redis_url: str, workload: str, n: int) -> PeerResult:
+def _worker(client: PeerClient, s: WorkerSettings) -> WorkerProcess:
+    grace = float(getattr(client, "stop_grace_s", DEFAULT_STOP_GRACE_S))
+    return WorkerProcess(client.worker_argv(), s, stop_grace_s=grace)
+
+
+def run_workload(
+    system: str, factory: ClientFactory, redis_url: str, workload: str, n: int
+) -> PeerResult:
     if workload not in WORKLOADS:
         raise ValueError(f"unknown workload {workload!r}; known: {', '.join(WORKLOADS)}")
     if n < 1:
@@ -74,7 +84,9 @@ def run_workload(system: str, factory: ClientFactory, redis_url: str, workload: 
 Extra = dict[str, Any]
 
 
-def _enqueue(client: PeerClient, conn: redis.Redis, s: WorkerSettings, n: int) -> tuple[float, Extra]:
+def _enqueue(
+    client: PeerClient, conn: redis.Redis, s: WorkerSettings, n: int
+) -> tuple[float, Extra]:
     jobs = [JobSpec(s.keys.done)] * n
     start = time.perf_counter()
     client.enqueue(jobs)
@@ -84,9 +96,9 @@ def _enqueue(client: PeerClient, conn: redis.Redis, s: WorkerSettings, n: int) -
 
 def _drain(client: PeerClient, conn: redis.Redis, s: WorkerSettings, n: int) -> tuple[float, Extra]:
     client.enqueue([JobSpec(s.keys.done)] * n)
-    worker = WorkerProcess(client.worker_argv(), s)
+    worker = _worker(client, s)
     start = time.perf_counter()
-    with _reporting(worker):
+    with worker:
         done = wait_for_count(
             conn,
             s.keys.done,
@@ -105,10 +117,12 @@ def _drain(client: PeerClient, conn: redis.Redis, s: WorkerSettings, n: int) -> 
     return n / seconds, extra
 
 
-def _latency(client: PeerClient, conn: redis.Redis, s: WorkerSettings, n: int) -> tuple[float, Extra]:
-    worker = WorkerProcess(client.worker_argv(), s)
+def _latency(
+    client: PeerClient, conn: redis.Redis, s: WorkerSettings, n: int
+) -> tuple[float, Extra]:
+    worker = _worker(client, s)
     latencies: list[float] = []
-    with _reporting(worker):
+    with worker:
         _warm_up(client, conn, s, worker)
         for i in range(n):
             start = time.perf_counter()
@@ -128,8 +142,8 @@ def _latency(client: PeerClient, conn: redis.Redis, s: WorkerSettings, n: int) -
 
 def _retry(client: PeerClient, conn: redis.Redis, s: WorkerSettings, n: int) -> tuple[float, Extra]:
     jobs = [JobSpec(s.keys.done, s.keys.attempt(i)) for i in range(n)]
-    worker = WorkerProcess(client.worker_argv(), s)
-    with _reporting(worker):
+    worker = _worker(client, s)
+    with worker:
         _warm_up(client, conn, s, worker)
         start = time.perf_counter()
         client.enqueue(jobs)
@@ -154,30 +168,14 @@ def _retry(client: PeerClient, conn: redis.Redis, s: WorkerSettings, n: int) -> 
     return n / seconds, extra
 
 
-def _warm_up(client: PeerClient, conn: redis.Redis, s: WorkerSettings, worker: WorkerProcess) -> None:
+def _warm_up(
+    client: PeerClient, conn: redis.Redis, s: WorkerSettings, worker: WorkerProcess
+) -> None:
     """Run one job on a separate counter so the worker is booted and connected before timing."""
     client.enqueue([JobSpec(s.keys.warm)])
     wait_for_count(
         conn, s.keys.warm, 1, timeout_s=WARMUP_TIMEOUT_S, poll_s=0.01, alive=worker.alive
     )
-
-
-class _reporting:
-    """Run a worker; on failure attach its log tail to the error; always stop it."""
-
-    def __init__(self, worker: WorkerProcess) -> None:
-        self.worker = worker
-
-    def __enter__(self) -> WorkerProcess:
-        self.worker.start()
-        return self.worker
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        self.worker.stop()
-        if exc is not None:
-            exc.add_note(f"worker log tail ({self.worker.log_path}):\n{self.worker.log_tail()}")
-        else:
-            self.worker.remove_log()
 
 
 Runner = Callable[[PeerClient, redis.Redis, WorkerSettings, int], tuple[float, Extra]]
