@@ -108,18 +108,28 @@ class JobRecord:
         )
 
     def to_row(self) -> dict[str, Any]:
-        row = {name: getattr(self, name) for name in self.__slots__}
-        row["status"] = self.status.value
+        row = dict(zip(self.__slots__, self.to_values(), strict=True))
         return row
 
+    def to_values(self) -> list[Any]:
+        """The record as a list in `__slots__` order (snapshots store rows positionally)."""
+        values = [getattr(self, name) for name in self.__slots__]
+        values[_STATUS] = self.status.value
+        values[_FAILURES] = list(self.failures)  # never share a list the state mutates
+        return values
+
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> JobRecord:
+    def from_values(cls, fields: list[str], values: list[Any]) -> JobRecord:
         job = cls.__new__(cls)
-        for name in cls.__slots__:
-            setattr(job, name, row[name])
-        job.status = JobStatus(row["status"])
-        job.failures = list(row["failures"])  # never share a list with the snapshot data
+        for name, value in zip(fields, values, strict=True):
+            setattr(job, name, value)
+        job.status = JobStatus(job.status)
+        job.failures = list(job.failures)  # never share a list with the snapshot data
         return job
+
+
+_STATUS = JobRecord.__slots__.index("status")
+_FAILURES = JobRecord.__slots__.index("failures")
 
 
 class DispatcherState:
@@ -195,15 +205,20 @@ class DispatcherState:
     # -- snapshots -----------------------------------------------------------
 
     def to_snapshot(self) -> dict[str, Any]:
-        return {"jobs": [j.to_row() for j in self.jobs.values()], "next_seq": self.next_seq}
+        return {
+            "fields": list(JobRecord.__slots__),
+            "jobs": [j.to_values() for j in self.jobs.values()],
+            "next_seq": self.next_seq,
+        }
 
     @classmethod
     def from_snapshot(cls, data: dict[str, Any]) -> DispatcherState:
         state = cls()
         state.next_seq = data["next_seq"]
         finished = []
+        fields = data["fields"]
         for row in data["jobs"]:
-            job = JobRecord.from_row(row)
+            job = JobRecord.from_values(fields, row)
             state._track(job)
             if job.status.terminal:
                 finished.append((job.finished_at or 0.0, job.seq, job.id))

@@ -15,7 +15,9 @@ the latest snapshot.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +28,8 @@ from actorq.errors import JournalCorrupted, JournalUnavailable
 from actorq.persistence.journal import Journal, Snapshot
 
 logger = logging.getLogger(__name__)
+
+_FREEZE_AFTER = 100_000  # events replayed
 
 
 class PersistentActor(pykka.ThreadingActor):
@@ -68,6 +72,7 @@ class PersistentActor(pykka.ThreadingActor):
         self._effects: list[tuple[Callable[[], None], pykka.Future[Any] | None]] = []
         self._since_snapshot = 0
         self._snapshot_at = time.monotonic()
+        self._snapshotter: threading.Thread | None = None
 
     # -- to implement --------------------------------------------------------
 
@@ -156,6 +161,24 @@ class PersistentActor(pykka.ThreadingActor):
         self.commit()
 
     def _recover(self) -> None:
+        # Replay creates millions of long-lived objects; the cyclic collector
+        # would traverse them again and again for nothing (it doubled recovery
+        # time in bench/recovery.py), so it is paused. After a large replay the
+        # survivors are moved to the permanent generation (gc.freeze, as
+        # pre-forking servers do): otherwise the first collections after
+        # re-enabling would walk them all once more, seconds on a big journal.
+        # They are still freed by reference counting when jobs expire.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            self._replay()
+            if self.recovered_events >= _FREEZE_AFTER:
+                gc.freeze()
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _replay(self) -> None:
         started = time.perf_counter()
         snapshot = self.journal.load_snapshot(self.persistence_id)
         if snapshot is not None:
@@ -186,6 +209,8 @@ class PersistentActor(pykka.ThreadingActor):
 
     def on_stop(self) -> None:
         self.commit()
+        if self._snapshotter is not None:
+            self._snapshotter.join()
 
     def on_failure(self, *exc_info: Any) -> None:
         self._fail_waiting(exc_info[1])
@@ -219,11 +244,36 @@ class PersistentActor(pykka.ThreadingActor):
         if events:
             self._maybe_snapshot()
 
-    def snapshot(self) -> None:
-        """Write a snapshot of the committed state now."""
-        self.journal.save_snapshot(self.persistence_id, Snapshot(self.seq, self.snapshot_state()))
+    def snapshot(self, *, wait: bool = False) -> None:
+        """Snapshot the committed state: copied here, written by a background thread.
+
+        Encoding and writing a large state takes seconds; the actor goes on
+        serving meanwhile. One snapshot is written at a time.
+        """
+        if self._snapshotter is not None and self._snapshotter.is_alive():
+            return
+        enabled = gc.isenabled()
+        gc.disable()  # as in recovery: a snapshot copies the whole state
+        try:
+            snapshot = Snapshot(self.seq, self.snapshot_state())
+        finally:
+            if enabled:
+                gc.enable()
         self._since_snapshot = 0
         self._snapshot_at = time.monotonic()
+
+        def write() -> None:
+            try:
+                self.journal.save_snapshot(self.persistence_id, snapshot)
+            except Exception:
+                logger.exception("%s: snapshot at %d failed", self.persistence_id, snapshot.seq)
+
+        self._snapshotter = threading.Thread(
+            target=write, name=f"actorq-snapshot:{self.persistence_id}", daemon=True
+        )
+        self._snapshotter.start()
+        if wait:
+            self._snapshotter.join()
 
     def _maybe_snapshot(self) -> None:
         # A snapshot costs time in proportion to the state; waiting for at least

@@ -313,6 +313,8 @@ def status(client: Client, job_id: str, as_json: bool) -> None:
         _print_json(job)
         return
     table = Table(show_header=False, box=None)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
     for key, value in job.items():
         table.add_row(f"[bold]{key}[/bold]", _cell(value))
     out.print(table)
@@ -340,7 +342,12 @@ def dlq_list(client: Client, as_json: bool) -> None:
     if as_json:
         _print_json(jobs)
         return
-    table = Table("id", "task", "queue", "attempts", "error", title=f"{len(jobs)} dead jobs")
+    table = Table(title=f"{len(jobs)} dead jobs")
+    table.add_column("id", no_wrap=True)  # ids are copied into the next command: never wrapped
+    table.add_column("task", no_wrap=True)
+    table.add_column("queue")
+    table.add_column("attempts", justify="right")
+    table.add_column("error", overflow="fold")
     for job in jobs:
         table.add_row(
             job["id"], job["task"], job["queue"], str(job["attempts"]), job["error"] or ""
