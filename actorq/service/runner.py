@@ -86,8 +86,8 @@ def configure(system: ActorSystem, options: WorkerOptions) -> None:
         if options.workers < 1:
             raise LoadError("--workers must be at least 1")
         system.worker_count = options.workers
-        # The addresses are made in __init__ and read by start(); see the report for
-        # the facade method that would own this.
+        # ActorSystem makes the worker addresses in __init__ and start() reads them:
+        # keep the two in step until the facade can be reconfigured itself.
         system.workers = [Address(f"worker-{i + 1}") for i in range(options.workers)]
     if options.queues is not None:
         system.queues = options.queues
