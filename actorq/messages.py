@@ -164,9 +164,14 @@ class ListDead:
 
 @dataclass(frozen=True, slots=True)
 class TakeDead:
-    """Remove a dead job (after it was revived); answers its entry or None."""
+    """Remove a dead job after it was revived; answers its entry or None.
+
+    Only the entry that died at `finished_at` is removed: the revived job may
+    already have died again and been buried anew.
+    """
 
     job_id: str
+    finished_at: float | None
     reply: Reply
 
 

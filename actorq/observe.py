@@ -23,5 +23,8 @@ class SystemObserver(SupervisorObserver):
     def journal_appended(self, persistence_id: str, events: int, seconds: float) -> None:
         """Dispatcher or DeadLetter thread: one group commit took `seconds`."""
 
+    def dead_letters_changed(self, count: int) -> None:
+        """DeadLetter thread: it now keeps `count` dead jobs (after each commit)."""
+
     def recovered(self, persistence_id: str, events: int, seconds: float) -> None:
         """Persistent actor thread: recovery replayed `events` in `seconds`."""

@@ -120,6 +120,31 @@ class ActorSystem:
         self.dispatcher = Address("dispatcher")
         self.workers = [Address(f"worker-{i + 1}") for i in range(workers)]
 
+    def configure(
+        self,
+        *,
+        workers: int | None = None,
+        queues: Sequence[str] | None = None,
+        journal: str | Journal | None = None,
+        observer: SystemObserver | None = None,
+    ) -> None:
+        """Change how a system that is not running yet will start (the CLI's overrides)."""
+        if self._root is not None:
+            raise RuntimeError("configure() a system before start()")
+        if workers is not None:
+            if workers < 1:
+                raise ValueError("an actor system needs at least one worker")
+            self.worker_count = workers
+            self.workers = [Address(f"worker-{i + 1}") for i in range(workers)]
+        if queues is not None:
+            if not queues or len(set(queues)) != len(queues):
+                raise ValueError("queues must be a non-empty list of distinct names")
+            self.queues = tuple(queues)
+        if journal is not None:
+            self.journal_spec = journal
+        if observer is not None:
+            self.observer = observer
+
     # -- tasks ----------------------------------------------------------------
 
     @overload
@@ -492,7 +517,8 @@ class ActorSystem:
         )
         self.board.forget([job_id])
         self._call(lambda r: m.Revive(job, r), self.dispatcher)
-        self._call(lambda r: m.TakeDead(job_id, r), self.deadletter)
+        died_at = row["finished_at"]
+        self._call(lambda r: m.TakeDead(job_id, died_at, r), self.deadletter)
         return JobHandle(self, job_id)
 
     def purge_dead(self, job_id: str | None = None) -> int:

@@ -516,3 +516,20 @@ def test_spawned_actor_is_supervised_and_keeps_its_address(make_system: Any) -> 
         with pytest.raises(pykka.ActorDeadError):
             greeter.tell("cy")
         assert system.submit_many("echo", []) == []  # the job system is unaffected
+
+
+def test_a_retried_job_that_dies_again_is_dead_lettered_again(make_system: Any) -> None:
+    """Retrying a dead job that fails at once puts it back in the dead letters, every time."""
+    system = make_system()
+
+    @system.task("boom", policy=RestartPolicy(max_restarts=0))
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    with system:
+        handle = system.submit("boom")
+        for _ in range(20):
+            wait_until(lambda: [d.id for d in system.dead_letters()] == [handle.id])
+            system.retry_dead(handle.id)
+        wait_until(lambda: [d.id for d in system.dead_letters()] == [handle.id])
+        assert system.job(handle.id).status is JobStatus.DEAD

@@ -48,6 +48,13 @@ class DeadLetter(PersistentActor):
             for job_id in event.ids:
                 self.entries.pop(job_id, None)
 
+    def after_commit_hook(self, events: list[Any]) -> None:
+        if self.observer is not None:
+            self._notify(self.observer.dead_letters_changed, len(self.entries))
+
+    def on_recovered(self) -> None:
+        self.after_commit_hook([])
+
     def reset(self) -> None:
         self.entries = {}
 
@@ -63,7 +70,8 @@ class DeadLetter(PersistentActor):
     def handle(self, message: Any) -> None:
         if isinstance(message, m.Bury):
             job_id = message.job["id"]
-            if job_id not in self.entries:
+            known = self.entries.get(job_id)
+            if known is None or known.job != message.job:  # a revived job that died again
                 self.persist(Buried(message.job, message.policy, message.delivery, message.timeout))
             self.after_commit(lambda: self.dispatcher.tell(m.DeadLettered(job_id)))
         elif isinstance(message, m.ListDead):
@@ -72,7 +80,7 @@ class DeadLetter(PersistentActor):
             self.reply(message.reply, self.entries.get(message.job_id))
         elif isinstance(message, m.TakeDead):
             entry = self.entries.get(message.job_id)
-            if entry is not None:
+            if entry is not None and entry.job["finished_at"] == message.finished_at:
                 self.persist(Removed([message.job_id]))
             self.reply(message.reply, entry)
         elif isinstance(message, m.PurgeDead):

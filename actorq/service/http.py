@@ -106,8 +106,6 @@ def create_app(system: ActorSystem, token: str | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(BodyLimit, limit=2 * system.max_payload_bytes + ENVELOPE_MARGIN)
     observer = system.observer if isinstance(system.observer, PrometheusObserver) else None
-    if observer is not None:
-        observer.track_dead_letters(lambda: len(system.dead_letters()))
     guarded = APIRouter(dependencies=[Depends(_BearerAuth(token))] if token else [])
     unauthorized = (401,) if token else ()
 

@@ -14,9 +14,8 @@ Each observer owns its `CollectorRegistry`: nothing is registered with the
 process-global registry, and nothing happens at import time, so two systems
 in one process (or a test suite) never collide.
 
-The dead-letter count lives in the DeadLetter actor, which has no hook that
-reports it; `track_dead_letters` installs a callable that is asked at scrape
-time (the HTTP app installs `len(system.dead_letters())`).
+The dead-letter count comes from the DeadLetter actor's own hook
+(`dead_letters_changed`), after each of its commits.
 """
 
 from __future__ import annotations
@@ -121,26 +120,14 @@ class PrometheusObserver(SystemObserver):
             ["persistence_id"],
             registry=r,
         )
-        self._dead_letter_source: Callable[[], int] | None = None
-        self.dead_letters.set_function(self._count_dead_letters)
         self._children: dict[tuple[object, ...], Any] = {}
         self._ready_at: dict[str, float] = {}
         self.rates = RateWindow(RATE_WINDOW)
 
     # -- wiring -------------------------------------------------------------------
 
-    def track_dead_letters(self, source: Callable[[], int]) -> None:
-        """Ask `source` for the dead-letter count at each scrape (HTTP thread)."""
-        self._dead_letter_source = source
-
-    def _count_dead_letters(self) -> float:
-        source = self._dead_letter_source
-        if source is None:
-            return 0.0
-        try:
-            return float(source())
-        except Exception:  # a stopped system has no dead letters to count
-            return 0.0
+    def dead_letters_changed(self, count: int) -> None:
+        self.dead_letters.set(count)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)

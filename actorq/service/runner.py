@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from actorq.supervision.address import Address
 from actorq.system import ActorSystem
 
 if TYPE_CHECKING:
@@ -80,17 +79,10 @@ def load_system(target: str) -> ActorSystem:
 
 def configure(system: ActorSystem, options: WorkerOptions) -> None:
     """Apply command-line overrides to a system that is not started yet."""
-    if options.journal is not None:
-        system.journal_spec = options.journal
-    if options.workers is not None:
-        if options.workers < 1:
-            raise LoadError("--workers must be at least 1")
-        system.worker_count = options.workers
-        # ActorSystem makes the worker addresses in __init__ and start() reads them:
-        # keep the two in step until the facade can be reconfigured itself.
-        system.workers = [Address(f"worker-{i + 1}") for i in range(options.workers)]
+    if options.workers is not None and options.workers < 1:
+        raise LoadError("--workers must be at least 1")
+    system.configure(workers=options.workers, queues=options.queues, journal=options.journal)
     if options.queues is not None:
-        system.queues = options.queues
         for task in system.tasks.values():
             if task.options.queue is not None and task.options.queue not in options.queues:
                 logger.warning(
@@ -103,7 +95,7 @@ def configure(system: ActorSystem, options: WorkerOptions) -> None:
         from actorq.service.metrics import PrometheusObserver
 
         if system.observer is None:
-            system.observer = PrometheusObserver()
+            system.configure(observer=PrometheusObserver())
         elif not isinstance(system.observer, PrometheusObserver):
             logger.info("the system has its own observer; Prometheus metrics stay off")
 
