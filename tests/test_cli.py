@@ -209,7 +209,8 @@ def test_queues_lists_every_queue_the_worker_declares(worker: Worker) -> None:
 
 def test_worker_options_override_the_system(worker: Worker) -> None:
     """--workers and --queues reach the system; metrics are on by default."""
-    assert "3 workers, queues default,bulk,urgent" in worker.log.read_text()
+    # Logged just after the HTTP API answers its first request: wait for it.
+    wait_until(lambda: "3 workers, queues default,bulk,urgent" in worker.log.read_text())
     assert (
         worker.run("submit", "add", "[1, 2]", "--queue", "urgent", "--wait", "30").stdout == "3\n"
     )
