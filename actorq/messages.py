@@ -71,6 +71,14 @@ class GetStats:
 
 
 @dataclass(frozen=True, slots=True)
+class Pause:
+    """Stop (paused=True) or resume handing jobs to workers; running jobs go on."""
+
+    paused: bool
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
 class Drain:
     """Stop assigning work; answer once no job is running (graceful stop)."""
 

@@ -480,6 +480,14 @@ class ActorSystem:
         """
         return bool(self._call(lambda r: m.Cancel(job_id, r), self.dispatcher))
 
+    def pause(self) -> None:
+        """Hold queued jobs back from the workers (running jobs finish); not persisted."""
+        self._call(lambda r: m.Pause(True, r), self.dispatcher)
+
+    def resume(self) -> None:
+        """Hand queued jobs to the workers again."""
+        self._call(lambda r: m.Pause(False, r), self.dispatcher)
+
     def join(self, timeout: float | None = None) -> bool:
         """Wait until no job is scheduled, queued, running or retrying."""
         return self.board.idle.wait(timeout)

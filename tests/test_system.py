@@ -533,3 +533,18 @@ def test_a_retried_job_that_dies_again_is_dead_lettered_again(make_system: Any) 
             system.retry_dead(handle.id)
         wait_until(lambda: [d.id for d in system.dead_letters()] == [handle.id])
         assert system.job(handle.id).status is JobStatus.DEAD
+
+
+def test_pause_holds_queued_jobs_until_resume(make_system: Any) -> None:
+    """While paused, submitted jobs stay queued; resume runs them."""
+    system = make_system()
+    runs: list[int] = []
+    system.task("record")(runs.append)
+    with system:
+        system.pause()
+        handles = [system.submit("record", i) for i in range(5)]
+        assert system.stats()["queues"] == {"default": 5}
+        assert {h.status() for h in handles} == {JobStatus.QUEUED}
+        system.resume()
+        assert system.join(5)
+    assert sorted(runs) == [0, 1, 2, 3, 4]

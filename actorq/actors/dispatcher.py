@@ -108,6 +108,7 @@ class Dispatcher(PersistentActor):
         self.workers = {w.name: _WorkerSlot(w) for w in workers}
         self.epoch = next(_epochs)
         self.draining = False
+        self.paused = False
         self._drain_waiters: list[m.Reply] = []
         self._outcomes: list[tuple[str, Outcome]] = []
         self._sweep_armed = False
@@ -123,6 +124,7 @@ class Dispatcher(PersistentActor):
             m.Revive: self._revive,
             m.DeadLettered: self._dead_lettered,
             m.Drain: self._drain,
+            m.Pause: self._pause,
         }
 
     # -- persistence -----------------------------------------------------------
@@ -186,7 +188,7 @@ class Dispatcher(PersistentActor):
         handler(message)
 
     def before_commit(self) -> None:
-        if not self.draining:
+        if not (self.draining or self.paused):
             self._assign()
 
     def _submit(self, msg: m.Submit) -> None:
@@ -366,6 +368,10 @@ class Dispatcher(PersistentActor):
                 "active": state.active,
             },
         )
+
+    def _pause(self, msg: m.Pause) -> None:
+        self.paused = msg.paused
+        self.reply(msg.reply, True)
 
     def _drain(self, msg: m.Drain) -> None:
         self.draining = True
