@@ -214,7 +214,6 @@ class WorkerProcess:
         )
         self.log_path = Path(self._log.name)
         self._proc: subprocess.Popen[bytes] | None = None
-        self.killed = False
 
     def start(self) -> None:
         env = dict(os.environ)
@@ -244,7 +243,6 @@ class WorkerProcess:
             try:
                 proc.wait(self.stop_grace_s)
             except subprocess.TimeoutExpired:
-                self.killed = True
                 proc.kill()
                 proc.wait()
         # Pool children may outlive a parent that exited on SIGTERM; they share its group.
