@@ -39,6 +39,17 @@ from bench.peers.redis_server import redis_server
 QUICK_N = {"enqueue": 300, "drain": 300, "latency": 30, "retry": 200}
 TINY_N = {"enqueue": 50, "drain": 50, "latency": 5, "retry": 20}
 QUEUED_JOBS = {"full": 1_000_000, "quick": 20_000, "tiny": 2_000}
+# Cells whose full count alone would outlast the 15-minute budget, measured on fewer
+# jobs (the figures are rates or percentiles, so they stay comparable; the table
+# marks them). RQ forks a process per job (~20 ms each here, so 54 jobs/s: 20,000
+# jobs take 6 minutes); arq polls its queue every 0.5 s by default (a sequential job
+# takes 500 ms: 500 of them take 4 minutes).
+SLOW_CELLS = {
+    ("rq", "drain"): 2_000,
+    ("rq", "retry"): 400,
+    ("arq", "drain"): 2_000,
+    ("arq", "latency"): 40,
+}
 HIGHER_IS_BETTER = {"enqueue": True, "drain": True, "latency": False, "retry": True}
 
 Measure = Callable[[], dict[str, Any]]
@@ -121,7 +132,11 @@ def summarize(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any
     summary = {}
     for key, runs in grouped.items():
         values = [r["value"] for r in runs if r["value"] is not None]
-        entry: dict[str, Any] = {"runs": len(runs), "failed": len(runs) - len(values)}
+        entry: dict[str, Any] = {
+            "runs": len(runs),
+            "failed": len(runs) - len(values),
+            "n": runs[0].get("n"),
+        }
         if values:
             entry.update(median=statistics.median(values), min=min(values), max=max(values))
             if key[1] == "latency":
