@@ -143,7 +143,8 @@ def main() -> None:
     print(summarize("ThreadPoolExecutor(4), 20,000 no-op calls", rows["tpe"], "calls/s"))
     print(summarize("actorq, 20,000 no-op jobs, one submit_many", rows["batch"], "jobs/s"))
     print(summarize("actorq, 20,000 no-op jobs, one submit() each", rows["single"], "jobs/s"))
-    print(summarize("actorq, 20,000 no-op jobs, submit() from 8 threads", rows["threads"], "jobs/s"))
+    threaded = rows["threads"]
+    print(summarize("actorq, 20,000 no-op jobs, submit() from 8 threads", threaded, "jobs/s"))
     print(summarize("actorq, 500 sequential jobs, p50 submit->done", rows["p50"], "ms", 3))
     print(summarize("actorq, 500 sequential jobs, p99 submit->done", rows["p99"], "ms", 3))
     print(summarize("actorq, 2,000 jobs failing once then succeeding", rows["retry"], "jobs/s"))
