@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
 
@@ -19,3 +21,23 @@ def test_example_runs(path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
+
+
+def test_actorq_demo_runs_the_embedded_workload() -> None:
+    """`actorq demo` runs jobs of every kind on a file journal and prints the summary."""
+    from actorq.demo import run_demo
+
+    summary = run_demo(jobs=60, console=Console(file=io.StringIO()))
+    assert summary.submitted == summary.succeeded + summary.dead
+    assert summary.retried > 0
+    assert summary.dead > 0
+    done = subprocess.run(
+        [sys.executable, "-m", "actorq.service.cli", "demo", "--jobs", "40"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "summary" in done.stdout
+    assert "journal /" in done.stdout  # the file journal in a temporary directory

@@ -104,19 +104,17 @@ def main() -> None:
 
 
 @main.command(epilog=EXIT_CODES)
-@click.option("--jobs", default=200, show_default=True, type=click.IntRange(min=1))
-@click.option("--journal", default="memory", show_default=True, help="memory, a path or a URL.")
-def demo(jobs: int, journal: str) -> None:
-    """Run a short self-contained demonstration."""
-    import importlib
+@click.option("--jobs", default=300, show_default=True, type=click.IntRange(min=10))
+@click.option(
+    "--journal",
+    default=None,
+    help="memory, a directory or a URL [default: a new temporary directory (file journal)].",
+)
+def demo(jobs: int, journal: str | None) -> None:
+    """Run an embedded workload: retries, dead letters, delays, a timeout; then a summary."""
+    from actorq.demo import run_demo
 
-    try:
-        run_demo = importlib.import_module("actorq.demo").run_demo
-    except (ImportError, AttributeError) as exc:
-        raise _fail(EXIT_FAILED, f"the demo is not available: {exc}") from None
-    result = run_demo(jobs=jobs, journal=journal)
-    if isinstance(result, int) and not isinstance(result, bool):
-        raise click.exceptions.Exit(result)
+    run_demo(jobs=jobs, journal=journal)
 
 
 def _worker_options(fn: F) -> F:
