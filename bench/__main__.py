@@ -73,9 +73,10 @@ def plan(args: argparse.Namespace, redis_url: str) -> list[tuple[str, str, Measu
 
         for peer in args.peers:
             for workload in WORKLOADS:
-                cells.append(
-                    (peer, workload, _peer(run_peer, peer, workload, counts[workload], redis_url))
-                )
+                n = counts[workload]
+                if counts is DEFAULT_N:
+                    n = SLOW_CELLS.get((peer, workload), n)
+                cells.append((peer, workload, _peer(run_peer, peer, workload, n, redis_url)))
     noop_n = counts["drain"]
     cells.append(
         ("ThreadPoolExecutor(4)", "no-op", lambda: {"value": _scaled(core.threadpool_noop, noop_n)})
@@ -307,6 +308,10 @@ def main() -> int:
                         figures = {"value": None, "error": f"{type(exc).__name__}: {exc}"}
                     rows.append({"system": system, "workload": workload, "run": run, **figures})
                     progress.advance(bar)
+                    if not console.is_terminal:  # a log for runs whose output goes to a file
+                        print(
+                            f"run {run + 1} {system} {workload}: {figures.get('value')}", flush=True
+                        )
     summary = summarize(rows)
     print_table(summary, console)
     meta["seconds"] = round(time.perf_counter() - started, 1)
