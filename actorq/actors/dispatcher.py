@@ -414,7 +414,14 @@ class Dispatcher(PersistentActor):
                 timers.append((now + job.timeout, "timeout", job_id, job.attempts))
         assign = m.Assign(self.epoch, batch)
         address = slot.address
-        self.after_commit(lambda: address.tell(assign))
+        if any(jobs[job_id].delivery == "at_most_once" for job_id in ids):
+            # At most once: the start must be on record before the job can run.
+            self.after_commit(lambda: address.tell(assign))
+        else:
+            # At least once: the job may start while its events are written. If they
+            # are lost in a crash, the job runs again, which at-least-once allows; and
+            # no submitter hears "accepted" before its Submitted event is durable.
+            self.before_append(lambda: address.tell(assign))
         if timers:
             self.after_commit(lambda: self.scheduler.tell(m.Schedule(timers)))
 

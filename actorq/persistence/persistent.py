@@ -70,6 +70,7 @@ class PersistentActor(pykka.ThreadingActor):
         self.recovered_events = 0
         self._pending: list[Any] = []
         self._effects: list[tuple[Callable[[], None], pykka.Future[Any] | None]] = []
+        self._eager: list[Callable[[], None]] = []
         self._since_snapshot = 0
         self._snapshot_at = time.monotonic()
         self._snapshotter: threading.Thread | None = None
@@ -114,6 +115,14 @@ class PersistentActor(pykka.ThreadingActor):
         for event in events:
             self.apply(event)
         self._pending.extend(events)
+
+    def before_append(self, effect: Callable[[], None]) -> None:
+        """Run `effect` at the next commit, while its events are still being written.
+
+        For effects that may safely happen even if those events are lost in a
+        crash: the caller decides that a lost event only repeats work.
+        """
+        self._eager.append(effect)
 
     def after_commit(self, effect: Callable[[], None]) -> None:
         self._effects.append((effect, None))
@@ -221,6 +230,9 @@ class PersistentActor(pykka.ThreadingActor):
         self.before_commit()
         events, self._pending = self._pending, []
         effects, self._effects = self._effects, []
+        eager, self._eager = self._eager, []
+        for effect in eager:
+            effect()
         if events:
             started = time.perf_counter()
             try:
