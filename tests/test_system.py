@@ -385,7 +385,13 @@ def test_graceful_stop_lets_running_jobs_finish(make_system: Any) -> None:
     stopper.join(15)
     assert not stopper.is_alive()
     assert system.board.outcome(handle.id) == (JobStatus.SUCCEEDED, "through", None)
-    assert not [t for t in threading.enumerate() if t.name.startswith(("Worker", "Dispatcher"))]
+    # Threads end just after their actor reports stopped (an earlier test's hung worker
+    # may also still be on its way out): no actor thread may be left behind.
+    wait_until(
+        lambda: (
+            not [t for t in threading.enumerate() if t.name.startswith(("Worker", "Dispatcher"))]
+        )
+    )
 
 
 def test_stats_count_statuses_and_depths(make_system: Any) -> None:
