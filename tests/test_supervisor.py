@@ -117,7 +117,7 @@ def test_intensity_exceeded_escalates_and_stops_cleanly(log: Journal, tree: Any)
     assert "stop b" in log.lines
     with pytest.raises(pykka.ActorDeadError):
         a.tell(1)
-    assert not [t for t in threading.enumerate() if t.name.startswith("Counter")]
+    wait_until(lambda: not [t for t in threading.enumerate() if t.name.startswith("Counter")])
 
 
 def test_nested_supervisor_escalates_to_its_parent(log: Journal, tree: Any) -> None:
