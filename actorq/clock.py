@@ -120,9 +120,14 @@ class VirtualClock:
         return self._now
 
     def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
+        """As with real time, a deadline already passed runs at once (in this thread)."""
         handle = TimerHandle(when, callback)
         with self._lock:
-            self._timers.push(handle)
+            due = when <= self._now
+            if not due:
+                self._timers.push(handle)
+        if due:
+            callback()
         return handle
 
     def advance(self, seconds: float) -> None:

@@ -52,6 +52,7 @@ class Gate:
         self.open = threading.Event()
 
     def __call__(self) -> str:
+        self.thread = threading.current_thread()
         self.entered.set()
         assert self.open.wait(10)
         return "through"
@@ -385,13 +386,9 @@ def test_graceful_stop_lets_running_jobs_finish(make_system: Any) -> None:
     stopper.join(15)
     assert not stopper.is_alive()
     assert system.board.outcome(handle.id) == (JobStatus.SUCCEEDED, "through", None)
-    # Threads end just after their actor reports stopped (an earlier test's hung worker
-    # may also still be on its way out): no actor thread may be left behind.
-    wait_until(
-        lambda: (
-            not [t for t in threading.enumerate() if t.name.startswith(("Worker", "Dispatcher"))]
-        )
-    )
+    # Every actor of this system is gone, including the thread that ran the job.
+    assert all(a.closed for a in [system.dispatcher, system.scheduler, *system.workers])
+    wait_until(lambda: not gate.thread.is_alive())
 
 
 def test_stats_count_statuses_and_depths(make_system: Any) -> None:
