@@ -20,7 +20,7 @@ seeds = st.integers(min_value=0, max_value=2**32)
 def test_exponential_without_jitter_is_capped_geometric(base: float, cap: float, n: int) -> None:
     """No jitter: min(cap, base * factor^n), exactly."""
     b = Backoff.exponential(base, factor=2.0, cap=cap)
-    assert b.delay(n) == pytest.approx(min(cap, base * 2.0 ** min(n, 1000)))
+    assert b.delay(n, None, random.Random(0)) == pytest.approx(min(cap, base * 2.0 ** min(n, 1000)))
 
 
 @given(bases, caps, steps, seeds)
@@ -30,7 +30,7 @@ def test_full_jitter_is_between_zero_and_the_exponential(
     """Full jitter: uniform in [0, d]."""
     b = Backoff.exponential(base, cap=cap, jitter="full")
     d = min(cap, base * 2.0 ** min(n, 1000))
-    assert 0.0 <= b.delay(n, rng=random.Random(seed)) <= d
+    assert 0.0 <= b.delay(n, None, random.Random(seed)) <= d
 
 
 @given(bases, caps, steps, seeds)
@@ -38,7 +38,7 @@ def test_equal_jitter_keeps_half_the_delay(base: float, cap: float, n: int, seed
     """Equal jitter: in [d/2, d]."""
     b = Backoff.exponential(base, cap=cap, jitter="equal")
     d = min(cap, base * 2.0 ** min(n, 1000))
-    assert d / 2 <= b.delay(n, rng=random.Random(seed)) <= d + 1e-9
+    assert d / 2 <= b.delay(n, None, random.Random(seed)) <= d + 1e-9
 
 
 @given(bases, caps, st.floats(min_value=0, max_value=2000, allow_nan=False), seeds)
@@ -47,15 +47,19 @@ def test_decorrelated_jitter_between_base_and_three_times_previous(
 ) -> None:
     """Decorrelated jitter: in [base, min(cap, 3 * previous)], never above the cap."""
     b = Backoff.exponential(base, cap=cap, jitter="decorrelated")
-    delay = b.delay(3, previous=previous, rng=random.Random(seed))
+    delay = b.delay(3, previous, random.Random(seed))
     assert min(base, cap) <= delay <= cap
     assert delay <= max(base, previous * 3) + 1e-9
 
 
 def test_constant_and_none() -> None:
     """Constant waits the same each time; none never waits."""
-    assert [Backoff.constant(0.5).delay(n) for n in range(3)] == [0.5, 0.5, 0.5]
-    assert Backoff.none().delay(7) == 0.0
+    assert [Backoff.constant(0.5).delay(n, None, random.Random(0)) for n in range(3)] == [
+        0.5,
+        0.5,
+        0.5,
+    ]
+    assert Backoff.none().delay(7, None, random.Random(0)) == 0.0
 
 
 @pytest.mark.parametrize(

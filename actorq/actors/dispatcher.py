@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,10 +96,12 @@ class Dispatcher(PersistentActor):
         workers: Sequence[Address],
         supervisor: Callable[[], pykka.ActorRef[Any] | None],
         config: DispatcherConfig,
+        rng: random.Random | None = None,
         **persistence: Any,
     ) -> None:
         super().__init__(journal, **persistence)
         self.clock = clock
+        self.rng = rng or random.Random()
         self.board = board
         self.scheduler = scheduler
         self.deadletter = deadletter
@@ -281,13 +284,20 @@ class Dispatcher(PersistentActor):
             self._outcomes.append((job_id, (S.CANCELLED, None, None)))
             return
         policy = self.config.policy_for(job.task, job.policy)
-        retry = policy.should_retry(lineage) and policy.allows_restart([*job.failures, now], now)
-        if not retry:
+        decision = policy.decide(
+            lineage,
+            job.failures,
+            now,
+            step=len(job.failures),
+            last_delay=job.last_delay,
+            rng=self.rng,
+        )
+        if not decision.restart:
             self.persist(Failed(job_id, attempt, error, now, None, None))
             self._outcomes.append((job_id, (S.DEAD, None, error)))
             self._bury(job)
             return
-        delay = policy.backoff.delay(len(job.failures), job.last_delay)
+        delay = decision.delay
         retry_at = now + delay
         self.persist(Failed(job_id, attempt, error, now, retry_at, delay))
         if delay <= 0:

@@ -9,7 +9,7 @@ blog post "Exponential Backoff And Jitter": full (uniform in [0, d]), equal
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 Jitter = Literal["full", "equal", "decorrelated"] | None
@@ -31,7 +31,6 @@ class Backoff:
     cap: float = 0.0
     jitter: Jitter = None
     reset_after: float = 30.0
-    _rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.base < 0 or self.cap < 0:
@@ -72,15 +71,17 @@ class Backoff:
             reset_after=reset_after,
         )
 
-    def delay(
-        self, n: int, previous: float | None = None, rng: random.Random | None = None
-    ) -> float:
-        """The wait before restart `n` (0 = first); `previous` feeds decorrelated jitter."""
+    def delay(self, n: int, previous: float | None, rng: random.Random) -> float:
+        """The wait before restart `n` (0 = first); `previous` feeds decorrelated jitter.
+
+        The random draw comes from the caller's `rng`, so that a seeded caller
+        (a simulation, a replay) gets the same delays every time.
+        """
         if self.kind == "none":
             return 0.0
         if self.kind == "constant":
             return self.base
-        r = rng or self._rng
+        r = rng
         if self.jitter == "decorrelated":
             low = self.base
             high = max(low, (previous if previous is not None else self.base) * 3)

@@ -13,7 +13,8 @@ was stored in a journal and read back without importing anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -48,6 +49,19 @@ def _names(specs: Iterable[ExceptionSpec]) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True, slots=True)
+class Decision:
+    """What a RestartPolicy decided about one failure.
+
+    `reason` is "restart", "give_up_on" (the decider refused the exception)
+    or "intensity" (too many failures within the window).
+    """
+
+    restart: bool
+    delay: float = 0.0
+    reason: str = "restart"
+
+
+@dataclass(frozen=True, slots=True)
 class RestartPolicy:
     max_restarts: int = 3
     within: float | None = None
@@ -75,14 +89,34 @@ class RestartPolicy:
             return False
         return any(name in lineage for name in self.retry_on)
 
-    def allows_restart(self, failure_times: list[float], now: float) -> bool:
-        """True if one more restart stays within the intensity, counting this failure."""
+    def decide(
+        self,
+        lineage: tuple[str, ...] | None,
+        earlier_failures: Sequence[float],
+        now: float,
+        *,
+        step: int,
+        last_delay: float | None,
+        rng: random.Random,
+    ) -> Decision:
+        """The one restart decision, for a supervised child and for a job alike.
+
+        `lineage` is the failure's exception lineage (None: an exit with no
+        exception, which the decider does not judge). `earlier_failures` are
+        the times of the failures before this one; this failure, at `now`,
+        counts towards the intensity. `step` and `last_delay` select the
+        backoff delay; the jitter is drawn from `rng`.
+        """
+        if lineage is not None and not self.should_retry(lineage):
+            return Decision(False, reason="give_up_on")
         if self.within is None:
-            recent = len(failure_times)
+            recent = len(earlier_failures) + 1
         else:
             horizon = now - self.within
-            recent = sum(1 for t in failure_times if t > horizon)
-        return recent <= self.max_restarts
+            recent = sum(1 for t in earlier_failures if t > horizon) + 1
+        if recent > self.max_restarts:
+            return Decision(False, reason="intensity")
+        return Decision(True, self.backoff.delay(step, last_delay, rng))
 
     def to_dict(self) -> dict[str, Any]:
         return {

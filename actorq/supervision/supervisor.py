@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -148,9 +149,11 @@ class Supervisor(pykka.ThreadingActor):
         clock: Clock | None = None,
         on_give_up: Callable[[Escalated], None] | None = None,
         observer: SupervisorObserver | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         super().__init__()
         self.name = name
+        self.rng = rng or random.Random()
         self.policy = policy or RestartPolicy()
         self.clock = clock or SystemClock()
         self.on_give_up = on_give_up
@@ -297,21 +300,27 @@ class Supervisor(pykka.ThreadingActor):
             self._children.remove(child)
             child.spec.address.close()
             return
-        if error is not None and not self.policy.should_retry(exception_lineage(error)):
-            self._give_up(child, error)
-            return
         now = self.clock.now()
-        self._failures.append(now)
-        if self.policy.within is not None:
-            self._failures = [t for t in self._failures if t > now - self.policy.within]
-        if not self.policy.allows_restart(self._failures, now):
+        if now - child.started_at >= self.policy.backoff.reset_after:
+            child.backoff_step, child.last_delay = 0, None
+        decision = self.policy.decide(
+            None if error is None else exception_lineage(error),
+            self._failures,
+            now,
+            step=child.backoff_step,
+            last_delay=child.last_delay,
+            rng=self.rng,
+        )
+        if decision.reason != "give_up_on":
+            self._failures.append(now)
+            if self.policy.within is not None:
+                self._failures = [t for t in self._failures if t > now - self.policy.within]
+        if not decision.restart:
             self._give_up(child, error)
             return
         logger.warning("%s: restarting %s after %r", self.name, name, error)
         self._safely(self.observer.child_restarted, self.name, name, error)
-        if now - child.started_at >= self.policy.backoff.reset_after:
-            child.backoff_step, child.last_delay = 0, None
-        delay = self.policy.backoff.delay(child.backoff_step, child.last_delay)
+        delay = decision.delay
         child.backoff_step += 1
         child.last_delay = delay
         child.restarts += 1
