@@ -33,9 +33,9 @@ from actorq.errors import (
     UnknownQueue,
     UnknownTask,
 )
-from actorq.job import JobHandle, JobInfo, JobStatus
+from actorq.job import JobHandle, JobInfo, JobSpec, JobStatus
 from actorq.supervision import Address, Backoff, ChildSpec, RestartPolicy, Supervisor
-from actorq.system import ActorSystem
+from actorq.system import ActorSystem, Pipeline
 from actorq.tasks import Task
 
 try:
@@ -64,6 +64,7 @@ __all__ = [
     "JobHandle",
     "JobInfo",
     "JobNotFound",
+    "JobSpec",
     "JobStatus",
     "JournalCorrupted",
     "JournalError",
@@ -71,6 +72,7 @@ __all__ = [
     "JournalUnavailable",
     "NotSerializable",
     "PayloadTooLarge",
+    "Pipeline",
     "RestartPolicy",
     "SubmitError",
     "SupervisionError",

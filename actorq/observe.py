@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from actorq.supervision.supervisor import SupervisorObserver
 
 if TYPE_CHECKING:
-    from actorq.actors.state import DispatcherState
+    from actorq.core.state import DispatcherState
 
 
 class SystemObserver(SupervisorObserver):

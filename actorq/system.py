@@ -18,22 +18,25 @@ import itertools
 import logging
 import math
 import os
+import random
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 import msgpack
 import pykka
 
-from actorq import messages as m
 from actorq.actors.board import ResultBoard
 from actorq.actors.deadletter import DeadLetter
-from actorq.actors.dispatcher import Dispatcher, DispatcherConfig
+from actorq.actors.dispatcher import Dispatcher, DispatcherPort
 from actorq.actors.scheduler import Scheduler
 from actorq.actors.worker import Worker
 from actorq.clock import Clock, SystemClock
+from actorq.core import messages as m
+from actorq.core.dispatch import DispatchConfig, DispatchCore
+from actorq.core.job import JobSpec, unpack
 from actorq.errors import (
     Escalated,
     InvalidSubmission,
@@ -53,7 +56,7 @@ from actorq.persistence.journal import Journal, open_journal
 from actorq.supervision.address import Address
 from actorq.supervision.backoff import Backoff
 from actorq.supervision.policy import RestartPolicy
-from actorq.supervision.supervisor import ChildSpec, StartChild, Supervisor
+from actorq.supervision.supervisor import ChildSpec, RestartChild, StartChild, Supervisor
 from actorq.tasks import DELIVERIES, Delivery, Task, TaskOptions
 
 logger = logging.getLogger(__name__)
@@ -61,6 +64,9 @@ logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 PRIORITY_MIN, PRIORITY_MAX = -100, 100
+
+Durability = Literal["durable", "accepted"]
+DURABILITIES = ("durable", "accepted")
 
 # The tree's own policy: a crashing actor is restarted quickly a few times; a
 # crash loop (10 within a minute) means something is broken for good.
@@ -87,6 +93,7 @@ class ActorSystem:
         tree_policy: RestartPolicy = TREE_POLICY,
         call_timeout: float = 30.0,
         observer: SystemObserver | None = None,
+        seed: int | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("an actor system needs at least one worker")
@@ -109,6 +116,8 @@ class ActorSystem:
         self.observer = observer
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.board = ResultBoard()
+        self.rng = random.Random(seed)
+        self._port = DispatcherPort(self.board)
         self.journal: Journal | None = None
         self.failure: Escalated | None = None
         self._root: pykka.ActorRef[Any] | None = None
@@ -211,6 +220,7 @@ class ActorSystem:
                 raise RuntimeError("this actor system is running already")
             self.journal = open_journal(self.journal_spec)
             self.failure = None
+            self._port.reopen()
             self._root = Supervisor.start(
                 self._children(self.journal),
                 self.tree_policy,
@@ -223,16 +233,24 @@ class ActorSystem:
         return self
 
     def _children(self, journal: Journal) -> list[ChildSpec]:
-        config = DispatcherConfig(
+        config = DispatchConfig(
             queues=self.queues,
             retention=self.retention,
             max_pending=self.max_pending,
+            max_batch=self.prefetch,
             policy_for=self._policy_for,
         )
+        mailboxes = {
+            "scheduler": self.scheduler,
+            "deadletter": self.deadletter,
+            **{address.name: address for address in self.workers},
+        }
         specs = [
             ChildSpec(
                 "deadletter",
-                lambda: DeadLetter(journal, dispatcher=self.dispatcher, observer=self.observer),
+                lambda: DeadLetter(
+                    journal, dispatcher=self.dispatcher, clock=self.clock, observer=self.observer
+                ),
                 address=self.deadletter,
             ),
             ChildSpec(
@@ -244,11 +262,12 @@ class ActorSystem:
                     journal,
                     clock=self.clock,
                     board=self.board,
-                    scheduler=self.scheduler,
-                    deadletter=self.deadletter,
-                    workers=self.workers,
-                    supervisor=lambda: self._root,
+                    mailboxes=mailboxes,
+                    workers=[w.name for w in self.workers],
+                    restart_worker=self._restart_worker,
                     config=config,
+                    port=self._port,
+                    rng=random.Random(self.rng.getrandbits(64)),
                     observer=self.observer,
                 ),
                 address=self.dispatcher,
@@ -259,13 +278,18 @@ class ActorSystem:
                 ChildSpec(
                     address.name,
                     _worker_factory(
-                        address.name, self.dispatcher, self._lookup, self.board, self.prefetch
+                        address.name, self.dispatcher, self._lookup, self.board, self.clock
                     ),
                     address=address,
                     shutdown=1.0,
                 )
             )
         return specs
+
+    def _restart_worker(self, name: str, reason: str) -> None:
+        root = self._root
+        if root is not None:
+            root.tell(RestartChild(name, reason))
 
     def _on_give_up(self, escalation: Escalated) -> None:
         self.failure = escalation
@@ -278,6 +302,7 @@ class ActorSystem:
             self._accepting = False
         if root is None:
             return
+        self._port.close()
         if root.is_alive():
             try:
                 self._call(m.Drain, self.dispatcher, timeout, internal=True)
@@ -320,13 +345,23 @@ class ActorSystem:
         timeout: float | None = None,
         policy: RestartPolicy | None = None,
         kwargs: dict[str, Any] | None = None,
+        durability: Durability = "durable",
     ) -> JobHandle:
-        """Submit one job; returns once it is accepted and durable."""
-        job = self._new_job(
+        """Submit one job.
+
+        With durability="durable" (the default) this returns once the job is
+        in the journal (for the memory journal: once the Dispatcher has it);
+        with "accepted", once the Dispatcher has sequenced it, and
+        `handle.durable(timeout)` waits for the rest.
+        """
+        item = self._spec(
             task, args, kwargs or {}, priority, delay, queue, idempotency_key, timeout, policy
         )
-        ((job_id, existing),) = self._call(lambda r: m.Submit([job], r), self.dispatcher)
-        return JobHandle(self, job_id, existing)
+        if durability not in DURABILITIES:
+            raise InvalidSubmission(f"durability must be one of {DURABILITIES}, not {durability!r}")
+        dispatcher = self._dispatcher()
+        ((job_id, existing),), ticket = dispatcher.submit([item], durable=durability == "durable")
+        return JobHandle(self, job_id, existing, (dispatcher, ticket))
 
     def submit_many(
         self,
@@ -340,16 +375,39 @@ class ActorSystem:
         policy: RestartPolicy | None = None,
     ) -> list[JobHandle]:
         """Submit one job per argument list in a single durable batch, all or none."""
-        jobs = [
-            self._new_job(task, tuple(args), {}, priority, delay, queue, None, timeout, policy)
+        items = [
+            self._spec(task, tuple(args), {}, priority, delay, queue, None, timeout, policy)
             for args in argument_lists
         ]
-        if not jobs:
+        if not items:
             return []
-        answer = self._call(lambda r: m.Submit(jobs, r), self.dispatcher)
+        dispatcher = self._dispatcher()
+        answer, _ = dispatcher.submit(items, durable=True)
         return [JobHandle(self, job_id, existing) for job_id, existing in answer]
 
-    def _new_job(
+    def pipeline(self) -> Pipeline:
+        """A batch of submissions that do not wait one by one.
+
+        Inside ``with system.pipeline() as p:``, ``p.submit(...)`` takes the
+        same arguments as `submit` and returns a handle at once; leaving the
+        block waits until every job submitted in it is durable.
+        """
+        return Pipeline(self)
+
+    def _dispatcher(self) -> Dispatcher:
+        if not self._accepting:
+            reason = f"failed: {self.failure}" if self.failure else "not running"
+            raise SystemNotRunning(f"the actor system is {reason}")
+        if self.board.unavailable is not None:
+            raise JournalUnavailable(f"the journal cannot be reached: {self.board.unavailable}")
+        return self._port.get(self.call_timeout)
+
+    def _wait_durable(self, dispatcher: Dispatcher, ticket: int, timeout: float | None) -> bool:
+        if not dispatcher.live and ticket > dispatcher.seq:
+            raise JournalUnavailable("the dispatcher restarted before the job was durable")
+        return dispatcher.wait_durable(ticket, timeout)
+
+    def _spec(
         self,
         name: str,
         args: tuple[Any, ...],
@@ -360,7 +418,7 @@ class ActorSystem:
         idempotency_key: str | None,
         timeout: float | None,
         policy: RestartPolicy | None,
-    ) -> m.NewJob:
+    ) -> tuple[JobSpec, float | None]:
         task = self.tasks.get(name)
         if task is None:
             raise UnknownTask(name)
@@ -375,20 +433,18 @@ class ActorSystem:
             raise InvalidSubmission("idempotency_key must be a non-empty string")
         if policy is not None and not isinstance(policy, RestartPolicy):
             raise InvalidSubmission("policy must be a RestartPolicy")
-        plain_args, plain_kwargs = self._encode(args, kwargs)
-        return m.NewJob(
-            self._ids.next(),
-            name,
-            plain_args,
-            plain_kwargs,
-            queue,
-            priority,
-            None if not delay else self.clock.now() + delay,
-            timeout,
-            None if policy is None else policy.to_dict(),
-            options.delivery,
-            idempotency_key,
+        spec = JobSpec(
+            id=self._ids.next(),
+            task=name,
+            payload=self._encode(args, kwargs),
+            queue=queue,
+            priority=priority,
+            timeout=timeout,
+            policy=None if policy is None else policy.to_dict(),
+            delivery=options.delivery,
+            idempotency_key=idempotency_key,
         )
+        return spec, (None if not delay else self.clock.now() + delay)
 
     def _check_options(self, priority: Any, delay: Any, queue: str | None, timeout: Any) -> None:
         if (
@@ -413,18 +469,15 @@ class ActorSystem:
         if queue is not None and queue not in self.queues:
             raise UnknownQueue(queue, self.queues)
 
-    def _encode(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[list[Any], dict[str, Any]]:
+    def _encode(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+        """The job's arguments as msgpack, once: the journal and the worker use these bytes."""
         try:
-            payload = msgpack.packb([args, kwargs], use_bin_type=True)
+            payload: bytes = msgpack.packb([args, kwargs], use_bin_type=True)
         except (TypeError, ValueError, OverflowError):
             raise _explain_encoding_failure(args, kwargs) from None
         if len(payload) > self.max_payload_bytes:
             raise PayloadTooLarge(len(payload), self.max_payload_bytes)
-        # What a handler receives is what a durable journal gives back: lists, not tuples.
-        plain_args, plain_kwargs = msgpack.unpackb(payload, raw=False, strict_map_key=False)
-        return plain_args, plain_kwargs
+        return payload
 
     # -- asking -------------------------------------------------------------------
 
@@ -448,26 +501,31 @@ class ActorSystem:
             raise SystemNotRunning(str(exc)) from exc
         return future.get(timeout=self.call_timeout if timeout is None else timeout)
 
+    def _read(self, fn: Callable[[DispatchCore], Any]) -> Any:
+        """Read the Dispatcher's state in this thread, under its lock."""
+        return self._dispatcher().read(fn)
+
     def job(self, job_id: str) -> JobInfo:
         """The job's current record; raises JobNotFound if unknown or expired."""
-        info = self._call(lambda r: m.GetJob(job_id, r), self.dispatcher)
+        info = self._read(lambda core: _info_of(core, job_id))
         if info is None:
             entry = self._call(lambda r: m.GetDead(job_id, r), self.deadletter)
             if entry is None:
                 raise JobNotFound(job_id)
-            return _info_from_dict(entry.job)
+            return entry  # type: ignore[no-any-return]
         return info  # type: ignore[no-any-return]
 
     def result(self, job_id: str, timeout: float | None = None) -> Any:
         outcome = self.board.outcome(job_id)
         if outcome is None:
-            self.job(job_id)  # raises JobNotFound for an id nobody knows
+            if not self._read(lambda core: job_id in core.state.jobs):
+                self.job(job_id)  # a dead letter, or JobNotFound for an id nobody knows
             outcome = self.board.wait(job_id, timeout)
         if outcome is None:
             raise TimeoutError(f"job {job_id} did not finish within {timeout}s")
         status, value, error = outcome
         if status is JobStatus.SUCCEEDED:
-            return value
+            return None if value is None else unpack(value)
         if status is JobStatus.CANCELLED:
             raise JobCancelled(job_id)
         raise JobFailed(job_id, error or "failed")
@@ -494,38 +552,23 @@ class ActorSystem:
 
     def stats(self) -> dict[str, Any]:
         """Counts per status, queue depths, and the number of dead letters kept."""
-        stats: dict[str, Any] = self._call(m.GetStats, self.dispatcher)
+        stats: dict[str, Any] = self._read(lambda core: core.stats())
         stats["dead_letters"] = len(self._call(m.ListDead, self.deadletter))
         return stats
 
     # -- dead letters ------------------------------------------------------------------
 
     def dead_letters(self) -> list[JobInfo]:
-        rows = self._call(m.ListDead, self.deadletter)
-        return [_info_from_dict(row) for row in rows]
+        return list(self._call(m.ListDead, self.deadletter))
 
     def retry_dead(self, job_id: str) -> JobHandle:
         """Run a dead job again under the same id, its attempts reset."""
-        entry = self._call(lambda r: m.GetDead(job_id, r), self.deadletter)
+        entry: JobInfo | None = self._call(lambda r: m.GetDead(job_id, r), self.deadletter)
         if entry is None:
             raise JobNotFound(job_id)
-        row = entry.job
-        job = m.NewJob(
-            row["id"],
-            row["task"],
-            row["args"],
-            row["kwargs"],
-            row["queue"],
-            row["priority"],
-            None,
-            entry.timeout,
-            entry.policy,
-            entry.delivery,
-            row["idempotency_key"],
-        )
         self.board.forget([job_id])
-        self._call(lambda r: m.Revive(job, r), self.dispatcher)
-        died_at = row["finished_at"]
+        self._call(lambda r: m.Revive(entry.spec, r), self.dispatcher)
+        died_at = entry.finished_at
         self._call(lambda r: m.TakeDead(job_id, died_at, r), self.deadletter)
         return JobHandle(self, job_id)
 
@@ -565,11 +608,18 @@ class ActorSystem:
 
 
 def _worker_factory(
-    name: str, dispatcher: Address, lookup: Callable[[str], Any], board: ResultBoard, prefetch: int
+    name: str,
+    dispatcher: Address,
+    lookup: Callable[[str], Any],
+    board: ResultBoard,
+    clock: Clock,
 ) -> Callable[[], Worker]:
-    return lambda: Worker(
-        name, dispatcher=dispatcher, lookup=lookup, board=board, capacity=prefetch
-    )
+    return lambda: Worker(name, dispatcher=dispatcher, lookup=lookup, board=board, clock=clock)
+
+
+def _info_of(core: DispatchCore, job_id: str) -> JobInfo | None:
+    job = core.state.jobs.get(job_id)
+    return None if job is None else job.info()
 
 
 def _explain_encoding_failure(args: tuple[Any, ...], kwargs: dict[str, Any]) -> NotSerializable:
@@ -581,10 +631,6 @@ def _explain_encoding_failure(args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     return NotSerializable("(keyword names)", "keyword names must be strings")
 
 
-def _info_from_dict(row: dict[str, Any]) -> JobInfo:
-    return JobInfo(**{**row, "status": JobStatus(row["status"])})
-
-
 class _JobIds:
     """Unique, roughly time-ordered job ids without a uuid per job (uuid4 costs ~2 us)."""
 
@@ -594,3 +640,34 @@ class _JobIds:
 
     def next(self) -> str:
         return f"{self._prefix}-{next(self._counter):x}"
+
+
+class Pipeline:
+    """Submissions that return at once; leaving the block waits until all are durable."""
+
+    def __init__(self, system: ActorSystem) -> None:
+        self._system = system
+        self._last: tuple[Dispatcher, int] | None = None
+        self.handles: list[JobHandle] = []
+
+    def submit(self, task: str, /, *args: Any, **options: Any) -> JobHandle:
+        handle = self._system.submit(task, *args, durability="accepted", **options)
+        if handle.ticket is not None:
+            self._last = handle.ticket
+        self.handles.append(handle)
+        return handle
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until every job submitted so far is durable; raises if one was lost."""
+        if self._last is None:
+            return
+        dispatcher, ticket = self._last
+        if not self._system._wait_durable(dispatcher, ticket, timeout):
+            raise TimeoutError(f"submissions not durable within {timeout}s")
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if exc_info[0] is None:
+            self.wait(self._system.call_timeout)

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from actorq import ActorSystem
-from actorq.actors.state import DispatcherState
+from actorq.core.state import DispatcherState
 from actorq.service.metrics import PrometheusObserver
 
 

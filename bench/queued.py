@@ -22,7 +22,8 @@ import uuid
 from pathlib import Path
 
 from actorq import ActorSystem
-from actorq.actors.events import Submitted
+from actorq.core.events import Submitted
+from actorq.core.job import JobSpec, pack
 from actorq.observe import SystemObserver
 from actorq.persistence.journal import open_journal
 
@@ -42,9 +43,7 @@ def write(spec: str, jobs: int) -> None:
     now = time.time()
     for first in range(0, jobs, BATCH):
         batch = [
-            Submitted(
-                f"q{i}", "noop", [i], {}, "default", 0, now, None, None, None, "at_least_once", None
-            )
+            Submitted(JobSpec(id=f"q{i}", task="noop", payload=pack([[i], {}])), now, None)
             for i in range(first, min(jobs, first + BATCH))
         ]
         journal.append("dispatcher", batch, after_seq=first)

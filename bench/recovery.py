@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from actorq import ActorSystem
-from actorq.actors.events import Started, Submitted, Succeeded
-from actorq.actors.state import DispatcherState
+from actorq.core.events import Started, Submitted, Succeeded
+from actorq.core.job import JobSpec, pack
+from actorq.core.state import DispatcherState
 from actorq.observe import SystemObserver
 from actorq.persistence.codec import encode
 from actorq.persistence.journal import Journal, Snapshot, open_journal
@@ -42,10 +43,12 @@ class RecoveryTimer(SystemObserver):
         self.events[persistence_id] = events
 
 
+_NO_ARGS = pack([[], {}])
+_NONE = pack(None)
+
+
 def submitted(job_id: str, now: float) -> Submitted:
-    return Submitted(
-        job_id, "noop", [], {}, "default", 0, now, None, None, None, "at_least_once", None
-    )
+    return Submitted(JobSpec(id=job_id, task="noop", payload=_NO_ARGS), now, None)
 
 
 def write_history(journal: Journal, events: int) -> int:
@@ -55,7 +58,7 @@ def write_history(journal: Journal, events: int) -> int:
         ids = [f"j{jobs + i}" for i in range(BATCH)]
         batch: list[Any] = [submitted(i, now) for i in ids]
         batch.append(Started("worker-1", ids, now))
-        batch += [Succeeded(i, 1, None, now) for i in ids]
+        batch += [Succeeded(i, 1, _NONE, now) for i in ids]
         journal.append("dispatcher", batch, after_seq=seq)
         seq += len(batch)
         jobs += BATCH

@@ -9,12 +9,13 @@ from typing import Any
 import pykka
 import pytest
 
-from actorq import messages as m
 from actorq.actors.board import ResultBoard
 from actorq.actors.deadletter import DeadLetter
 from actorq.actors.scheduler import Scheduler
 from actorq.actors.worker import Worker
 from actorq.clock import VirtualClock
+from actorq.core import messages as m
+from actorq.core.job import JobInfo, JobSpec, JobStatus, pack, unpack
 from actorq.persistence.journal import MemoryJournal
 from actorq.supervision.address import Address
 
@@ -71,7 +72,7 @@ def test_worker_runs_assigned_jobs_in_order_and_reports_outcomes(probe: Any) -> 
     dispatcher, inbox = probe
     tasks = {"double": lambda x: x * 2, "boom": lambda: 1 / 0}
     worker = Worker.start(
-        "w", dispatcher=dispatcher, lookup=tasks.get, board=ResultBoard(), capacity=3
+        "w", dispatcher=dispatcher, lookup=tasks.get, board=ResultBoard(), clock=VirtualClock()
     )
     try:
         joined = next_of(inbox, m.WorkerJoined)
@@ -81,15 +82,15 @@ def test_worker_runs_assigned_jobs_in_order_and_reports_outcomes(probe: Any) -> 
             "w",
             joined.incarnation,
             7,
-            3,
+            1,  # one slot: a worker runs one job at a time
         )
         worker.tell(
             m.Assign(
                 7,
                 [
-                    ("j1", 1, "double", [21], {}),
-                    ("j2", 1, "boom", [], {}),
-                    ("j3", 2, "missing", [], {}),
+                    ("j1", 1, "double", pack([[21], {}])),
+                    ("j2", 1, "boom", pack([[], {}])),
+                    ("j3", 2, "missing", pack([[], {}])),
                 ],
             )
         )
@@ -101,12 +102,12 @@ def test_worker_runs_assigned_jobs_in_order_and_reports_outcomes(probe: Any) -> 
             ("j2", 1, False),
             ("j3", 2, False),
         ]
-        assert results[0][3] == 42
+        assert unpack(results[0][3]) == 42
         assert "ZeroDivisionError" in results[1][4]
         assert "ZeroDivisionError" in results[1][5]
         assert "missing" in results[2][4]
-        worker.tell(m.Assign(6, [("stale", 1, "double", [1], {})]))  # an older epoch: ignored
-        worker.tell(m.Assign(7, [("j4", 1, "double", [1], {})]))
+        worker.tell(m.Assign(6, [("stale", 1, "double", pack([[1], {}]))]))  # an older epoch
+        worker.tell(m.Assign(7, [("j4", 1, "double", pack([[1], {}]))]))
         assert next_of(inbox, m.Finished).results[0][0] == "j4"
     finally:
         worker.stop()
@@ -117,10 +118,10 @@ def test_dead_letter_burial_is_idempotent_and_confirmed(probe: Any) -> None:
     dispatcher, inbox = probe
     journal = MemoryJournal()
     dead = DeadLetter.start(journal, dispatcher=dispatcher)
-    job = {"id": "j1", "task": "t", "error": "boom"}
+    job = JobInfo(JobSpec(id="j1", task="t", payload=pack([[], {}])), JobStatus.DEAD, error="boom")
     try:
-        dead.tell(m.Bury(job, None, "at_least_once", None))
-        dead.tell(m.Bury(job, None, "at_least_once", None))
+        dead.tell(m.Bury(job))
+        dead.tell(m.Bury(job))
         assert next_of(inbox, m.DeadLettered).job_id == "j1"
         assert next_of(inbox, m.DeadLettered).job_id == "j1"
         listed = pykka.ThreadingFuture()

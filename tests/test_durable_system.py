@@ -11,8 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from actorq import ActorSystem, JobStatus, JournalFenced, JournalUnavailable, RestartPolicy
-from actorq.actors import events as ev
 from actorq.actors.deadletter import Buried, Removed
+from actorq.core import events as ev
+from actorq.core.job import JobInfo, JobSpec, pack
 from actorq.persistence import codec
 from tests.helpers import wait_until
 from tests.redis_server import RedisServer
@@ -130,25 +131,39 @@ ids = st.text(min_size=1, max_size=12)
 times = st.floats(0, 2e9, allow_nan=False)
 maybe_time = st.none() | times
 
+payloads = st.tuples(
+    st.lists(plain, max_size=3), st.dictionaries(st.text(max_size=5), plain, max_size=3)
+).map(lambda args: pack(list(args)))
+specs = st.builds(
+    JobSpec,
+    id=ids,
+    task=ids,
+    payload=payloads,
+    queue=ids,
+    priority=st.integers(-100, 100),
+    timeout=maybe_time,
+    policy=st.none(),
+    delivery=st.sampled_from(["at_least_once", "at_most_once"]),
+    idempotency_key=st.none() | ids,
+)
+infos = st.builds(
+    JobInfo,
+    spec=specs,
+    status=st.sampled_from(list(JobStatus)),
+    attempts=st.integers(0, 9),
+    result=plain,
+    error=st.none() | st.text(max_size=10),
+    created_at=times,
+    run_at=maybe_time,
+    started_at=maybe_time,
+    finished_at=maybe_time,
+)
+
 EVENTS = st.one_of(
-    st.builds(
-        ev.Submitted,
-        ids,
-        ids,
-        st.lists(plain, max_size=3),
-        st.dictionaries(st.text(max_size=5), plain, max_size=3),
-        ids,
-        st.integers(-100, 100),
-        times,
-        maybe_time,
-        maybe_time,
-        st.none(),
-        st.sampled_from(["at_least_once", "at_most_once"]),
-        st.none() | ids,
-    ),
+    st.builds(ev.Submitted, specs, times, maybe_time),
     st.builds(ev.BecameDue, st.lists(ids, max_size=3), times),
     st.builds(ev.Started, ids, st.lists(ids, max_size=3), times),
-    st.builds(ev.Succeeded, ids, st.integers(1, 50), plain, times),
+    st.builds(ev.Succeeded, ids, st.integers(1, 50), plain.map(pack), times),
     st.builds(
         ev.Failed, ids, st.integers(1, 50), st.text(max_size=30), times, maybe_time, maybe_time
     ),
@@ -157,9 +172,7 @@ EVENTS = st.one_of(
     st.builds(ev.Cancelled, ids, times),
     st.builds(ev.HandedOff, ids),
     st.builds(ev.Expired, st.lists(ids, max_size=3)),
-    st.builds(
-        Buried, st.fixed_dictionaries({"id": ids}), st.none(), st.just("at_least_once"), maybe_time
-    ),
+    st.builds(Buried, infos),
     st.builds(Removed, st.lists(ids, max_size=3)),
 )
 

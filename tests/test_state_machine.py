@@ -9,7 +9,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from actorq.actors.events import (
+from actorq.core.events import (
     BecameDue,
     Cancelled,
     CancelRequested,
@@ -21,7 +21,8 @@ from actorq.actors.events import (
     Submitted,
     Succeeded,
 )
-from actorq.actors.state import DispatcherState
+from actorq.core.job import JobSpec, pack
+from actorq.core.state import DispatcherState
 from actorq.job import JobStatus
 from actorq.persistence import codec
 
@@ -60,18 +61,16 @@ class DispatcherModel(RuleBasedStateMachine):
         self.now += 1
         self.emit(
             Submitted(
-                f"j{self.counter}",
-                "t",
-                [self.counter],
-                {},
-                queue,
-                priority,
+                JobSpec(
+                    id=f"j{self.counter}",
+                    task="t",
+                    payload=pack([[self.counter], {}]),
+                    queue=queue,
+                    priority=priority,
+                    idempotency_key=key,
+                ),
                 self.now,
                 self.now + 5 if delayed else None,
-                None,
-                None,
-                "at_least_once",
-                key,
             )
         )
 
@@ -87,7 +86,7 @@ class DispatcherModel(RuleBasedStateMachine):
     def start(self, limit: int, worker: str) -> None:
         expected = sorted(
             (j for j in self.state.jobs.values() if j.status is S.QUEUED),
-            key=lambda j: (QUEUES.index(j.queue), -j.priority, j.seq),
+            key=lambda j: (QUEUES.index(j.spec.queue), -j.spec.priority, j.seq),
         )[:limit]
         taken = self.state.take_ready(QUEUES, limit)
         assert taken == [j.id for j in expected], "queues in order, then priority, then FIFO"
@@ -102,7 +101,7 @@ class DispatcherModel(RuleBasedStateMachine):
         job = self.state.jobs[data.draw(st.sampled_from(running))]
         self.now += 1
         if outcome == "ok":
-            self.emit(Succeeded(job.id, job.attempts, {"v": job.attempts}, self.now))
+            self.emit(Succeeded(job.id, job.attempts, pack({"v": job.attempts}), self.now))
         elif outcome == "retry":
             self.emit(Failed(job.id, job.attempts, "boom", self.now, self.now + 2, 2.0))
         elif outcome == "dead":
@@ -116,7 +115,7 @@ class DispatcherModel(RuleBasedStateMachine):
             return
         job = self.state.jobs[data.draw(st.sampled_from(sorted(self.state.jobs)))]
         before = self.state.logical()
-        self.emit(Succeeded(job.id, job.attempts + 1, "late", self.now))
+        self.emit(Succeeded(job.id, job.attempts + 1, pack("late"), self.now))
         assert self.state.logical() == before
 
     @rule(data=st.data())
@@ -161,10 +160,12 @@ class DispatcherModel(RuleBasedStateMachine):
     def queued_jobs_are_reachable_in_their_queue(self) -> None:
         for job in self.state.jobs.values():
             if job.status is S.QUEUED:
-                assert (-job.priority, job.seq, job.id) in self.state.queues[job.queue]
+                assert (-job.spec.priority, job.seq, job.id) in self.state.queues[job.spec.queue]
         for queue in QUEUES:
             queued = sum(
-                1 for j in self.state.jobs.values() if j.status is S.QUEUED and j.queue == queue
+                1
+                for j in self.state.jobs.values()
+                if j.status is S.QUEUED and j.spec.queue == queue
             )
             assert self.state.depth[queue] == queued
 
@@ -177,7 +178,7 @@ class DispatcherModel(RuleBasedStateMachine):
             assert job.status.terminal == (job.finished_at is not None)
             assert (job.run_at is not None) == (job.status in (S.SCHEDULED, S.RETRYING))
         for key, job_id in self.state.idempotency.items():
-            assert self.state.jobs[job_id].idempotency_key == key
+            assert self.state.jobs[job_id].spec.idempotency_key == key
 
     @invariant()
     def replay_rebuilds_the_same_state(self) -> None:

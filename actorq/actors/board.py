@@ -11,11 +11,10 @@ for `ActorSystem.join()`.
 from __future__ import annotations
 
 import threading
-from typing import Any
 
-from actorq.job import JobStatus
+from actorq.core.effects import Outcome
 
-Outcome = tuple[JobStatus, Any, str | None]
+__all__ = ["Outcome", "ResultBoard"]
 
 
 class ResultBoard:

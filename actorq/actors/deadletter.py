@@ -11,20 +11,46 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from actorq import messages as m
-from actorq.persistence.codec import event_type
+from actorq.core import messages as m
+from actorq.core.job import JobInfo, pack
+from actorq.core.wire import event_type, upcaster
 from actorq.persistence.journal import Journal
 from actorq.persistence.persistent import PersistentActor
 from actorq.supervision.address import Address
 
 
-@event_type("dead.buried")
+@event_type("dead.buried", version=2)
 @dataclass(frozen=True, slots=True)
 class Buried:
-    job: dict[str, Any]
-    policy: dict[str, Any] | None
-    delivery: str
-    timeout: float | None
+    job: JobInfo
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"job": self.job.to_wire()}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Buried:
+        return cls(JobInfo.from_wire(data["job"]))
+
+
+@upcaster("dead.buried", 1)
+def _buried_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 kept the job as a flat dict beside its policy, delivery and timeout."""
+    row = data["job"]
+    spec = {
+        "id": row["id"],
+        "task": row["task"],
+        "payload": pack([row["args"], row["kwargs"]]),
+        "queue": row["queue"],
+        "priority": row["priority"],
+        "timeout": data["timeout"],
+        "policy": data["policy"],
+        "delivery": data["delivery"],
+        "idempotency_key": row["idempotency_key"],
+    }
+    kept = ("status", "attempts", "result", "error", "created_at", "run_at")
+    info = {name: row[name] for name in kept}
+    info.update(spec=spec, started_at=row["started_at"], finished_at=row["finished_at"])
+    return {"job": info}
 
 
 @event_type("dead.removed")
@@ -39,11 +65,11 @@ class DeadLetter(PersistentActor):
     def __init__(self, journal: Journal, *, dispatcher: Address, **persistence: Any) -> None:
         super().__init__(journal, **persistence)
         self.dispatcher = dispatcher
-        self.entries: dict[str, Buried] = {}
+        self.entries: dict[str, JobInfo] = {}
 
     def apply(self, event: Any) -> None:
         if isinstance(event, Buried):
-            self.entries[event.job["id"]] = event
+            self.entries[event.job.id] = event.job
         elif isinstance(event, Removed):
             for job_id in event.ids:
                 self.entries.pop(job_id, None)
@@ -59,28 +85,29 @@ class DeadLetter(PersistentActor):
         self.entries = {}
 
     def snapshot_state(self) -> Any:
-        return [
-            {"job": e.job, "policy": e.policy, "delivery": e.delivery, "timeout": e.timeout}
-            for e in self.entries.values()
-        ]
+        return [{"job": info.to_wire()} for info in self.entries.values()]
 
     def restore_snapshot(self, data: Any) -> None:
-        self.entries = {row["job"]["id"]: Buried(**row) for row in data}
+        rows = [_buried_v1(row) if "policy" in row else row for row in data]
+        self.entries = {}
+        for row in rows:
+            info = JobInfo.from_wire(row["job"])
+            self.entries[info.id] = info
 
     def handle(self, message: Any) -> None:
         if isinstance(message, m.Bury):
-            job_id = message.job["id"]
+            job_id = message.job.id
             known = self.entries.get(job_id)
-            if known is None or known.job != message.job:  # a revived job that died again
-                self.persist(Buried(message.job, message.policy, message.delivery, message.timeout))
+            if known is None or known != message.job:  # a revived job that died again
+                self.persist(Buried(message.job))
             self.after_commit(lambda: self.dispatcher.tell(m.DeadLettered(job_id)))
         elif isinstance(message, m.ListDead):
-            self.reply(message.reply, [e.job for e in self.entries.values()])
+            self.reply(message.reply, list(self.entries.values()))
         elif isinstance(message, m.GetDead):
             self.reply(message.reply, self.entries.get(message.job_id))
         elif isinstance(message, m.TakeDead):
             entry = self.entries.get(message.job_id)
-            if entry is not None and entry.job["finished_at"] == message.finished_at:
+            if entry is not None and entry.finished_at == message.finished_at:
                 self.persist(Removed([message.job_id]))
             self.reply(message.reply, entry)
         elif isinstance(message, m.PurgeDead):

@@ -17,8 +17,8 @@ from typing import Any
 
 import pykka
 
-from actorq import messages as m
 from actorq.clock import Clock, TimerHandle
+from actorq.core import messages as m
 from actorq.supervision.address import Address
 
 

@@ -1,25 +1,29 @@
-"""The Worker: runs the jobs it is assigned, in order, and reports outcomes.
+"""The Worker: runs the jobs it is assigned, one at a time, and reports outcomes.
 
-Pull with credits: a worker only ever holds what it announced it could
-take. Outcomes go back in batches; a batch is sent when the assignment is
-done or when the oldest unsent outcome is `flush_after` seconds old, so a
-long job never holds back the results of the short ones before it.
+A worker holds only what the Dispatcher gave it, and the Dispatcher gives
+it more only while the estimated run time of what it holds is small (see
+`actorq.core.dispatch`). Outcomes go back once an assignment is done, once
+a job has run longer than `report_after`, and at the latest `report_after`
+after they are known (a clock timer), so a job that turned out slow never
+holds back the results of the quick ones before it. Each outcome
+carries the time the job ran, from which the Dispatcher sizes later batches.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import time
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
-import msgpack
 import pykka
 
-from actorq import messages as m
 from actorq.actors.board import ResultBoard
+from actorq.clock import Clock
 from actorq.context import JobContext, _current
+from actorq.core import messages as m
+from actorq.core.job import pack, unpack
 from actorq.supervision.address import Address
 from actorq.supervision.policy import exception_lineage
 
@@ -27,7 +31,50 @@ logger = logging.getLogger(__name__)
 
 _incarnations = itertools.count(1)
 
-Result = tuple[str, int, bool, Any, str | None, tuple[str, ...]]
+
+class Grant(Sequence[tuple[str, int, str, bytes]]):
+    """Jobs handed to one worker, in run order; those not started can be taken back.
+
+    Shared by the worker, which takes the next job, and the Dispatcher, which
+    recalls the rest when the job running before them overruns its estimate.
+    """
+
+    __slots__ = ("_jobs", "_lock", "_next")
+
+    def __init__(self, jobs: Sequence[tuple[str, int, str, bytes]]) -> None:
+        self._jobs = list(jobs)
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __iter__(self) -> Iterator[tuple[str, int, str, bytes]]:
+        return iter(list(self._jobs))
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._jobs[index]
+
+    def take(self) -> tuple[str, int, str, bytes] | None:
+        with self._lock:
+            if self._next >= len(self._jobs):
+                return None
+            job = self._jobs[self._next]
+            self._next += 1
+            return job
+
+    def recall(self, ids: Collection[str]) -> list[str]:
+        """Remove the jobs among `ids` that have not started; returns their ids."""
+        with self._lock:
+            rest = self._jobs[self._next :]
+            back = [job[0] for job in rest if job[0] in ids]
+            if back:
+                self._jobs = self._jobs[: self._next] + [j for j in rest if j[0] not in ids]
+            return back
+
+    @property
+    def done(self) -> bool:
+        return self._next >= len(self._jobs)
 
 
 class WorkerLost(Exception):
@@ -44,18 +91,20 @@ class Worker(pykka.ThreadingActor):
         dispatcher: Address,
         lookup: Callable[[str], Callable[..., Any] | None],
         board: ResultBoard,
-        capacity: int = 32,
-        flush_after: float = 0.002,
+        clock: Clock,
+        report_after: float = 0.002,
     ) -> None:
         super().__init__()
         self.name = name
         self.dispatcher = dispatcher
         self.lookup = lookup
         self.board = board
-        self.capacity = capacity
-        self.flush_after = flush_after
+        self.clock = clock
+        self.report_after = report_after
         self.incarnation = next(_incarnations)
         self.epoch = 0
+        self._outbox: list[m.Result] = []
+        self._outbox_lock = threading.Lock()  # sending under it keeps outcomes in order
 
     def on_start(self) -> None:
         self.dispatcher.tell(m.WorkerJoined(self.name, self.incarnation))
@@ -66,66 +115,61 @@ class Worker(pykka.ThreadingActor):
                 self._run(message.jobs)
         elif isinstance(message, m.Reset):
             self.epoch = message.epoch
-            self.dispatcher.tell(m.Ready(self.name, self.incarnation, self.epoch, self.capacity))
+            self.dispatcher.tell(m.Ready(self.name, self.incarnation, self.epoch, 1))
         else:
             return super().on_receive(message)
         return None
 
-    def _run(self, jobs: list[tuple[str, int, str, list[Any], dict[str, Any]]]) -> None:
-        results: list[Result] = []
-        oldest = 0.0
+    def _run(self, jobs: Sequence[tuple[str, int, str, bytes]]) -> None:
         stopped = self.actor_stopped
-        for job_id, attempt, task, args, kwargs in jobs:
+        clock = self.clock
+        grant = jobs if isinstance(jobs, Grant) else Grant(jobs)
+        while (job := grant.take()) is not None:
+            job_id, attempt, task, payload = job
             if stopped.is_set():
                 return  # replaced while hung: the new incarnation's jobs are not ours
+            started = clock.now()
             try:
-                results.append(self._call(job_id, attempt, task, args, kwargs))
+                ok, value, error, lineage = self._call(job_id, attempt, task, payload)
             except BaseException as exc:
-                self._flush(results)
+                self._report()
                 raise WorkerLost(f"job {job_id} ended its worker: {exc!r}") from exc
-            if len(results) == 1:
-                oldest = time.monotonic()
-            elif time.monotonic() - oldest >= self.flush_after:
-                self._flush(results)
-                results = []
-        self._flush(results)
+            seconds = clock.now() - started
+            with self._outbox_lock:
+                self._outbox.append((job_id, attempt, ok, value, error, lineage, seconds))
+                first = len(self._outbox) == 1
+            if seconds >= self.report_after:
+                self._report()
+            elif first:
+                # If the next job turns out to be slow, this outcome leaves anyway
+                # after `report_after`: the clock's thread reports it.
+                self.clock.call_at(started + seconds + self.report_after, self._report)
+        self._report()
 
     def _call(
-        self, job_id: str, attempt: int, task: str, args: list[Any], kwargs: dict[str, Any]
-    ) -> Result:
+        self, job_id: str, attempt: int, task: str, payload: bytes
+    ) -> tuple[bool, bytes | None, str | None, tuple[str, ...]]:
         fn = self.lookup(task)
         if fn is None:
-            return (
-                job_id,
-                attempt,
-                False,
-                None,
-                f"no task registered as {task!r}",
-                ("actorq.UnknownTask",),
-            )
+            return False, None, f"no task registered as {task!r}", ("actorq.UnknownTask",)
         token = _current.set(JobContext(job_id, attempt, task, self.board))
         try:
+            args, kwargs = unpack(payload)
             value = fn(*args, **kwargs)
         except Exception as exc:
-            return (
-                job_id,
-                attempt,
-                False,
-                None,
-                f"{type(exc).__name__}: {exc}",
-                exception_lineage(exc),
-            )
+            return False, None, f"{type(exc).__name__}: {exc}", exception_lineage(exc)
         finally:
             _current.reset(token)
-        if value is not None:
-            try:
-                # Results go to the journal: normalise them now, as a durable journal would.
-                value = msgpack.unpackb(msgpack.packb(value, use_bin_type=True), raw=False)
-            except (TypeError, ValueError, OverflowError) as exc:
-                error = f"result cannot be encoded with msgpack: {exc}"
-                return (job_id, attempt, False, None, error, ("actorq.ResultNotSerializable",))
-        return (job_id, attempt, True, value, None, ())
+        try:
+            # Encoded once, here: the journal stores these bytes and the caller decodes them.
+            return True, pack(value), None, ()
+        except (TypeError, ValueError, OverflowError) as exc:
+            error = f"result cannot be encoded with msgpack: {exc}"
+            return False, None, error, ("actorq.ResultNotSerializable",)
 
-    def _flush(self, results: list[Result]) -> None:
-        if results and not self.actor_stopped.is_set():
-            self.dispatcher.tell(m.Finished(self.name, self.incarnation, self.epoch, results))
+    def _report(self) -> None:
+        """Send the outcomes not yet reported (from this worker's thread or the clock's)."""
+        with self._outbox_lock:
+            results, self._outbox = self._outbox, []
+            if results and not self.actor_stopped.is_set():
+                self.dispatcher.tell(m.Finished(self.name, self.incarnation, self.epoch, results))

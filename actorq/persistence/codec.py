@@ -1,52 +1,38 @@
 """Versioned msgpack encoding of events and snapshots. Never pickle.
 
-An event is a frozen dataclass registered with `@event_type(tag, version)`.
-On the wire it is a msgpack map ``{"t": tag, "v": version, **fields}``; a
-batch is a msgpack array of such maps. Tuples decode as lists, so event
-fields that must stay tuples are converted back in the class's
-``__post_init__``-free way: the decoder passes fields by name and each event
-class declares plain msgpack types (str, int, float, bool, None, bytes,
-list, dict).
+An event is a frozen dataclass registered with `@event_type(tag, version)`
+(`actorq.core.wire`). On the wire it is a msgpack map ``{"t": tag, "v":
+version, **fields}``; a batch is a msgpack array of such maps. A map of an
+older version is upgraded by the registered upcasters before it is built.
+Tuples decode as lists: event classes declare plain msgpack types (str, int,
+float, bool, None, bytes, list, dict), or nest records through `to_wire` and
+`from_wire`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import msgpack
 
+from actorq.core.wire import BY_CLASS, BY_TAG, UPCASTERS, event_type
 from actorq.errors import JournalCorrupted, UnknownEventVersion
 
-E = TypeVar("E")
-
-_by_tag: dict[str, tuple[type[Any], int, tuple[str, ...]]] = {}
-_by_class: dict[type[Any], tuple[str, int, tuple[str, ...]]] = {}
-
-
-def event_type(tag: str, version: int = 1) -> Callable[[type[E]], type[E]]:
-    """Register a dataclass as an event with a type tag and a schema version."""
-
-    def register(cls: type[E]) -> type[E]:
-        if tag in _by_tag and _by_tag[tag][0] is not cls:
-            raise ValueError(f"event tag {tag!r} is already registered")
-        names = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
-        _by_tag[tag] = (cls, version, names)
-        _by_class[cls] = (tag, version, names)
-        return cls
-
-    return register
+__all__ = ["decode", "decode_batch", "encode", "encode_batch", "event_type"]
 
 
 def registered_event_types() -> dict[str, type[Any]]:
-    return {tag: entry[0] for tag, entry in _by_tag.items()}
+    return {tag: entry.cls for tag, entry in BY_TAG.items()}
 
 
 def event_to_map(event: Any) -> dict[str, Any]:
-    tag, version, names = _by_class[type(event)]
-    data: dict[str, Any] = {"t": tag, "v": version}
-    for name in names:
+    entry = BY_CLASS[type(event)]
+    data: dict[str, Any] = {"t": entry.tag, "v": entry.version}
+    if hasattr(event, "to_wire"):
+        data.update(event.to_wire())
+        return data
+    for name in entry.fields:
         data[name] = getattr(event, name)
     return data
 
@@ -57,13 +43,22 @@ def event_from_map(data: dict[str, Any]) -> Any:
         version = data.pop("v")
     except (KeyError, AttributeError, TypeError) as exc:
         raise JournalCorrupted("event", 0, f"record is not an event map: {exc}") from exc
-    entry = _by_tag.get(tag)
+    entry = BY_TAG.get(tag)
     if entry is None:
         raise JournalCorrupted("event", 0, f"unknown event type {tag!r}")
-    cls, known, _names = entry
-    if not isinstance(version, int) or version > known or version < 1:
-        raise UnknownEventVersion(str(tag), int(version) if isinstance(version, int) else -1, known)
-    return cls(**data)
+    if not isinstance(version, int) or version > entry.version or version < 1:
+        raise UnknownEventVersion(
+            str(tag), int(version) if isinstance(version, int) else -1, entry.version
+        )
+    while version < entry.version:  # an event written by an earlier version: upgrade it
+        step = UPCASTERS.get((tag, version))
+        if step is None:
+            raise UnknownEventVersion(str(tag), version, entry.version)
+        data = step(data)
+        version += 1
+    if hasattr(entry.cls, "from_wire"):
+        return entry.cls.from_wire(data)
+    return entry.cls(**data)
 
 
 def encode(obj: Any) -> bytes:

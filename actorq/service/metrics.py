@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
-from actorq.actors.events import (
+from actorq.core.events import (
     BecameDue,
     Cancelled,
     Expired,
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
 
-    from actorq.actors.state import DispatcherState
+    from actorq.core.state import DispatcherState
     from actorq.errors import Escalated
 
 # Job durations span sub-millisecond no-ops to hour-long batch jobs.
@@ -161,17 +161,18 @@ class PrometheusObserver(SystemObserver):
         for e in events:
             kind = type(e)
             if kind is Submitted:
-                if e.task is not sub_task or e.queue is not sub_queue:
-                    sub_task, sub_queue = e.task, e.queue
-                    sub_cell = submitted.setdefault((e.task, e.queue), [0])
+                spec = e.spec
+                if spec.task is not sub_task or spec.queue is not sub_queue:
+                    sub_task, sub_queue = spec.task, spec.queue
+                    sub_cell = submitted.setdefault((spec.task, spec.queue), [0])
                 sub_cell[0] += 1
             elif kind is Succeeded:
                 job = jobs.get(e.id)
                 if job is None:
                     continue
-                if job.task is not ok_task or job.queue is not ok_queue:
-                    ok_task, ok_queue = job.task, job.queue
-                    ok_series = succeeded.setdefault((job.task, job.queue), [])
+                if job.spec.task is not ok_task or job.spec.queue is not ok_queue:
+                    ok_task, ok_queue = job.spec.task, job.spec.queue
+                    ok_series = succeeded.setdefault((job.spec.task, job.spec.queue), [])
                 ok_series.append(e.at - (job.started_at or e.at))
             elif kind is Started:
                 at = e.at
@@ -179,9 +180,9 @@ class PrometheusObserver(SystemObserver):
                     job = jobs.get(job_id)
                     if job is None:
                         continue
-                    if job.queue is not wait_queue:
-                        wait_queue = job.queue
-                        wait_series = waits.setdefault(job.queue, [])
+                    if job.spec.queue is not wait_queue:
+                        wait_queue = job.spec.queue
+                        wait_series = waits.setdefault(job.spec.queue, [])
                     ready = ready_at.pop(job_id, job.created_at) if ready_at else job.created_at
                     wait_series.append(at - ready)
             elif kind is Failed:
@@ -190,15 +191,15 @@ class PrometheusObserver(SystemObserver):
                     continue
                 started = job.started_at  # a retry in this same batch may have moved it
                 if started is not None and started <= e.at:
-                    durations.setdefault(job.task, []).append(e.at - started)
+                    durations.setdefault(job.spec.task, []).append(e.at - started)
                 if e.retry_at is None:
-                    outcome = (job.task, "dead", job.queue)
+                    outcome = (job.spec.task, "dead", job.spec.queue)
                     finished[outcome] = finished.get(outcome, 0) + 1
             elif kind is Cancelled:
                 ready_at.pop(e.id, None)
                 job = jobs.get(e.id)
                 if job is not None:
-                    outcome = (job.task, "cancelled", job.queue)
+                    outcome = (job.spec.task, "cancelled", job.spec.queue)
                     finished[outcome] = finished.get(outcome, 0) + 1
             elif kind is BecameDue or kind is Requeued:
                 for job_id in e.ids:

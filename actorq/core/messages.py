@@ -1,37 +1,26 @@
 """The protocol between actorq's actors: frozen, slotted dataclasses.
 
 Commands are imperative (`Submit`, `Assign`), facts past tense (`Finished`).
-Messages carry ids, plain data, actor addresses and reply futures, never
-other live objects. A `reply` is a pykka future the sender waits on; the
-Dispatcher and DeadLetter set it only after the events the message caused are
-in the journal (group commit), so an answer always means "durable".
+Messages carry ids, plain data and reply slots, never other live objects. A
+`reply` is a future the sender waits on (anything with `set` and
+`set_exception`, such as a pykka future); the Dispatcher and DeadLetter set
+it only after the events the message caused are in the journal (group
+commit), so an answer always means "durable".
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-import pykka
-
-Reply = pykka.Future[Any]
+from actorq.core.job import JobInfo, JobSpec
 
 
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    """One validated submission, arguments already normalised through msgpack."""
+class Reply(Protocol):
+    def set(self, value: Any = None) -> None: ...
 
-    id: str
-    task: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    queue: str
-    priority: int
-    run_at: float | None
-    timeout: float | None
-    policy: dict[str, Any] | None
-    delivery: str
-    idempotency_key: str | None
+    def set_exception(self, exc_info: Any = None) -> None: ...
 
 
 # -- facade -> Dispatcher ---------------------------------------------------
@@ -39,9 +28,12 @@ class NewJob:
 
 @dataclass(frozen=True, slots=True)
 class Submit:
-    """Accept jobs, all or none; answers [(job id, existing?)] in order."""
+    """Accept jobs, all or none; answers [(job id, existing?)] in order.
 
-    jobs: list[NewJob]
+    Each item is (spec, run_at): run_at is None for a job to run now.
+    """
+
+    jobs: list[tuple[JobSpec, float | None]]
     reply: Reply
 
 
@@ -49,7 +41,7 @@ class Submit:
 class Revive:
     """Bring a dead job back, attempts reset; answers its id."""
 
-    job: NewJob
+    job: JobSpec
     reply: Reply
 
 
@@ -113,23 +105,35 @@ class Ready:
 
 @dataclass(frozen=True, slots=True)
 class Assign:
-    """Run these jobs in order: tuples (job id, attempt, task, args, kwargs)."""
+    """Run these jobs in order: tuples (job id, attempt, task, payload).
+
+    `payload` is the job's msgpack-encoded [args, kwargs].
+    """
 
     epoch: int
-    jobs: list[tuple[str, int, str, list[Any], dict[str, Any]]]
+    jobs: Sequence[tuple[str, int, str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Recalled:
+    """These jobs were taken back from a worker before they started."""
+
+    worker: str
+    ids: list[str]
+
+
+# (job id, attempt, ok, msgpack-encoded value, error text, error lineage, seconds it ran)
+Result = tuple[str, int, bool, bytes | None, str | None, tuple[str, ...], float]
 
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """Outcomes, in the order the jobs ran; each returns one credit.
-
-    results: tuples (job id, attempt, ok, value, error text, error lineage).
-    """
+    """Outcomes, in the order the jobs ran, with the time each took to run."""
 
     worker: str
     incarnation: int
     epoch: int
-    results: list[tuple[str, int, bool, Any, str | None, tuple[str, ...]]]
+    results: list[Result]
 
 
 # -- Scheduler -----------------------------------------------------------------
@@ -152,12 +156,9 @@ class TimersFired:
 
 @dataclass(frozen=True, slots=True)
 class Bury:
-    """Keep this dead job (a JobInfo as a dict); confirmed with DeadLettered."""
+    """Keep this dead job; confirmed with DeadLettered."""
 
-    job: dict[str, Any]
-    policy: dict[str, Any] | None
-    delivery: str
-    timeout: float | None
+    job: JobInfo
 
 
 @dataclass(frozen=True, slots=True)

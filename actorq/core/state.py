@@ -14,7 +14,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from actorq.actors.events import (
+from actorq.core.events import (
     BecameDue,
     Cancelled,
     CancelRequested,
@@ -26,53 +26,36 @@ from actorq.actors.events import (
     Submitted,
     Succeeded,
 )
-from actorq.job import JobInfo, JobStatus
+from actorq.core.job import JobInfo, JobSpec, JobStatus, pack, unpack
 
 S = JobStatus
 _WAITING = (S.SCHEDULED, S.RETRYING)
+SNAPSHOT_VERSION = 2
 
 
 class JobRecord:
-    """One job's mutable record, owned by the Dispatcher's thread."""
+    """One job's mutable record: its spec and how it is doing."""
 
     __slots__ = (
-        "args",
         "attempts",
         "cancel_requested",
         "created_at",
-        "delivery",
         "error",
         "failures",
         "finished_at",
         "handoff_pending",
-        "id",
-        "idempotency_key",
-        "kwargs",
         "last_delay",
-        "policy",
-        "priority",
-        "queue",
         "result",
         "run_at",
         "seq",
+        "spec",
         "started_at",
         "status",
-        "task",
-        "timeout",
         "worker",
     )
 
     def __init__(self, e: Submitted, seq: int) -> None:
-        self.id = e.id
-        self.task = e.task
-        self.args = e.args
-        self.kwargs = e.kwargs
-        self.queue = e.queue
-        self.priority = e.priority
-        self.timeout = e.timeout
-        self.policy = e.policy
-        self.delivery = e.delivery
-        self.idempotency_key = e.idempotency_key
+        self.spec = e.spec
         self.created_at = e.at
         self.run_at = e.run_at
         self.status = S.SCHEDULED if e.run_at is not None else S.QUEUED
@@ -80,7 +63,7 @@ class JobRecord:
         self.attempts = 0
         self.failures: list[float] = []
         self.last_delay: float | None = None
-        self.result: Any = None
+        self.result: bytes | None = None  # msgpack, as the worker encoded it
         self.error: str | None = None
         self.started_at: float | None = None
         self.finished_at: float | None = None
@@ -88,19 +71,17 @@ class JobRecord:
         self.cancel_requested = False
         self.handoff_pending = False
 
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
     def info(self) -> JobInfo:
         return JobInfo(
-            id=self.id,
-            task=self.task,
+            spec=self.spec,
             status=self.status,
             attempts=self.attempts,
-            queue=self.queue,
-            priority=self.priority,
-            args=self.args,
-            kwargs=self.kwargs,
-            result=self.result,
+            result=None if self.result is None else unpack(self.result),
             error=self.error,
-            idempotency_key=self.idempotency_key,
             created_at=self.created_at,
             run_at=self.run_at,
             started_at=self.started_at,
@@ -108,14 +89,14 @@ class JobRecord:
         )
 
     def to_row(self) -> dict[str, Any]:
-        row = dict(zip(self.__slots__, self.to_values(), strict=True))
-        return row
+        return dict(zip(self.__slots__, self.to_values(), strict=True))
 
     def to_values(self) -> list[Any]:
         """The record as a list in `__slots__` order (snapshots store rows positionally)."""
         values = [getattr(self, name) for name in self.__slots__]
         values[_STATUS] = self.status.value
         values[_FAILURES] = list(self.failures)  # never share a list the state mutates
+        values[_SPEC] = self.spec.to_wire()
         return values
 
     @classmethod
@@ -125,11 +106,31 @@ class JobRecord:
             setattr(job, name, value)
         job.status = JobStatus(job.status)
         job.failures = list(job.failures)  # never share a list with the snapshot data
+        job.spec = JobSpec.from_wire(job.spec)  # type: ignore[arg-type]
         return job
 
 
 _STATUS = JobRecord.__slots__.index("status")
 _FAILURES = JobRecord.__slots__.index("failures")
+_SPEC = JobRecord.__slots__.index("spec")
+_SPEC_FIELDS = ("id", "task", "queue", "priority", "timeout", "policy", "delivery")
+
+
+def _upcast_snapshot_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 rows kept the spec's fields flat, with args, kwargs and result decoded."""
+    old = data["fields"]
+    fields = list(JobRecord.__slots__)
+    rows = []
+    for values in data["jobs"]:
+        row = dict(zip(old, values, strict=True))
+        spec = {name: row[name] for name in _SPEC_FIELDS}
+        spec["payload"] = pack([row["args"], row["kwargs"]])
+        spec["idempotency_key"] = row["idempotency_key"]
+        row["spec"] = spec
+        row["result"] = None if row["result"] is None else pack(row["result"])
+        rows.append([row[name] for name in fields])
+    next_seq = data["next_seq"]
+    return {"version": SNAPSHOT_VERSION, "fields": fields, "jobs": rows, "next_seq": next_seq}
 
 
 class DispatcherState:
@@ -206,6 +207,7 @@ class DispatcherState:
 
     def to_snapshot(self) -> dict[str, Any]:
         return {
+            "version": SNAPSHOT_VERSION,
             "fields": list(JobRecord.__slots__),
             "jobs": [j.to_values() for j in self.jobs.values()],
             "next_seq": self.next_seq,
@@ -213,6 +215,8 @@ class DispatcherState:
 
     @classmethod
     def from_snapshot(cls, data: dict[str, Any]) -> DispatcherState:
+        if data.get("version", 1) == 1:
+            data = _upcast_snapshot_v1(data)
         state = cls()
         state.next_seq = data["next_seq"]
         finished = []
@@ -231,19 +235,21 @@ class DispatcherState:
     def _track(self, job: JobRecord) -> None:
         self.jobs[job.id] = job
         self.counts[job.status] += 1
-        if job.idempotency_key is not None:
-            self.idempotency[job.idempotency_key] = job.id
+        key = job.spec.idempotency_key
+        if key is not None:
+            self.idempotency[key] = job.id
         if job.status is S.QUEUED:
             self._enqueue(job)
 
     def _enqueue(self, job: JobRecord) -> None:
-        heapq.heappush(self.queues.setdefault(job.queue, []), (-job.priority, job.seq, job.id))
-        self.depth[job.queue] += 1
+        spec = job.spec
+        heapq.heappush(self.queues.setdefault(spec.queue, []), (-spec.priority, job.seq, spec.id))
+        self.depth[spec.queue] += 1
 
     def _move(self, job: JobRecord, status: JobStatus) -> None:
         old = job.status
         if old is S.QUEUED:
-            self.depth[job.queue] -= 1
+            self.depth[job.spec.queue] -= 1
         self.counts[old] -= 1
         self.counts[status] += 1
         job.status = status
@@ -267,7 +273,7 @@ class DispatcherState:
     # -- appliers ----------------------------------------------------------------
 
     def _submitted(self, e: Submitted) -> None:
-        old = self.jobs.pop(e.id, None)
+        old = self.jobs.pop(e.spec.id, None)
         if old is not None:  # a dead job revived: forget the old record
             self.counts[old.status] -= 1
         job = JobRecord(e, self.next_seq)
@@ -342,6 +348,6 @@ class DispatcherState:
             if job is None:
                 continue
             self.counts[job.status] -= 1
-            key = job.idempotency_key
+            key = job.spec.idempotency_key
             if key is not None and self.idempotency.get(key) == job_id:
                 del self.idempotency[key]

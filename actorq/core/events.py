@@ -11,26 +11,42 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from actorq.persistence.codec import event_type
+from actorq.core.job import JobSpec, pack
+from actorq.core.wire import event_type, upcaster
 
 
-@event_type("job.submitted")
+@event_type("job.submitted", version=2)
 @dataclass(frozen=True, slots=True)
 class Submitted:
     """A job was accepted (or a dead job was revived with its attempts reset)."""
 
-    id: str
-    task: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    queue: str
-    priority: int
+    spec: JobSpec
     at: float
     run_at: float | None
-    timeout: float | None
-    policy: dict[str, Any] | None
-    delivery: str
-    idempotency_key: str | None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"spec": self.spec.to_wire(), "at": self.at, "run_at": self.run_at}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Submitted:
+        return cls(JobSpec.from_wire(data["spec"]), data["at"], data["run_at"])
+
+
+@upcaster("job.submitted", 1)
+def _submitted_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 kept the job's fields flat, with args and kwargs decoded."""
+    spec = {
+        "id": data["id"],
+        "task": data["task"],
+        "payload": pack([data["args"], data["kwargs"]]),
+        "queue": data["queue"],
+        "priority": data["priority"],
+        "timeout": data["timeout"],
+        "policy": data["policy"],
+        "delivery": data["delivery"],
+        "idempotency_key": data["idempotency_key"],
+    }
+    return {"spec": spec, "at": data["at"], "run_at": data["run_at"]}
 
 
 @event_type("job.due")
@@ -48,13 +64,21 @@ class Started:
     at: float
 
 
-@event_type("job.succeeded")
+@event_type("job.succeeded", version=2)
 @dataclass(frozen=True, slots=True)
 class Succeeded:
+    """`result` is the handler's return value, msgpack-encoded once by the worker."""
+
     id: str
     attempt: int
-    result: Any
+    result: bytes
     at: float
+
+
+@upcaster("job.succeeded", 1)
+def _succeeded_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 stored the result decoded."""
+    return {**data, "result": pack(data["result"])}
 
 
 @event_type("job.failed")

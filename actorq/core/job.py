@@ -1,0 +1,162 @@
+"""The job model: one frozen `JobSpec` for what was submitted, and the views built on it."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+
+class JobStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"  # waiting for its delay
+    QUEUED = "queued"  # ready to run
+    RUNNING = "running"  # assigned to a worker
+    RETRYING = "retrying"  # failed, waiting for its backoff
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"  # gave up; kept by the dead letters
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED})
+
+DELIVERIES = ("at_least_once", "at_most_once")
+
+
+def pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSpec:
+    """What a submission asked for; never changes for the life of the job.
+
+    `payload` is the msgpack encoding of ``[args, kwargs]``, made once in the
+    submitting thread: the journal stores these bytes as they are, and only
+    the worker that runs the job decodes them.
+    """
+
+    id: str
+    task: str
+    payload: bytes
+    queue: str = "default"
+    priority: int = 0
+    timeout: float | None = None
+    policy: dict[str, Any] | None = None
+    delivery: str = "at_least_once"
+    idempotency_key: str | None = None
+
+    @property
+    def arguments(self) -> tuple[list[Any], dict[str, Any]]:
+        args, kwargs = unpack(self.payload)
+        return args, kwargs
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "task": self.task,
+            "payload": self.payload,
+            "queue": self.queue,
+            "priority": self.priority,
+            "timeout": self.timeout,
+            "policy": self.policy,
+            "delivery": self.delivery,
+            "idempotency_key": self.idempotency_key,
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> JobSpec:
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """A point-in-time copy of a job's record: its spec and how it is doing."""
+
+    spec: JobSpec
+    status: JobStatus
+    attempts: int = 0
+    result: Any = None
+    error: str | None = None
+    created_at: float = 0.0
+    run_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def task(self) -> str:
+        return self.spec.task
+
+    @property
+    def queue(self) -> str:
+        return self.spec.queue
+
+    @property
+    def priority(self) -> int:
+        return self.spec.priority
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return self.spec.idempotency_key
+
+    @property
+    def args(self) -> list[Any]:
+        return self.spec.arguments[0]
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return self.spec.arguments[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat, JSON-friendly view (the HTTP API and the CLI show this)."""
+        args, kwargs = self.spec.arguments
+        return {
+            "id": self.id,
+            "task": self.task,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "queue": self.queue,
+            "priority": self.priority,
+            "args": args,
+            "kwargs": kwargs,
+            "result": self.result,
+            "error": self.error,
+            "idempotency_key": self.idempotency_key,
+            "created_at": self.created_at,
+            "run_at": self.run_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec.to_wire(),
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "result": self.result,
+            "error": self.error,
+            "created_at": self.created_at,
+            "run_at": self.run_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> JobInfo:
+        fields = dict(data)
+        fields["spec"] = JobSpec.from_wire(fields["spec"])
+        fields["status"] = JobStatus(fields["status"])
+        return cls(**fields)
