@@ -162,7 +162,11 @@ def test_rest_for_one_restarts_the_child_and_those_after_it(log: Journal, tree: 
 
 
 def test_restart_types(log: Journal, tree: Any) -> None:
-    """permanent restarts after a normal exit; transient only after a crash; temporary never."""
+    """permanent restarts after a normal exit; transient only after a crash; temporary never.
+
+    As in OTP, a transient child that exited normally keeps its place (not
+    running); a temporary one is dropped.
+    """
     perm = ChildSpec.of(Counter, "p", log, name="p", restart="permanent")
     trans = ChildSpec.of(Counter, "t", log, name="t", restart="transient")
     temp = ChildSpec.of(Counter, "x", log, name="x", restart="temporary")
@@ -173,7 +177,9 @@ def test_restart_types(log: Journal, tree: Any) -> None:
     wait_until(lambda: log.lines.count("start t") == 2)
     trans.address.tell("exit")
     temp.address.tell("crash")
-    wait_until(lambda: [n for n, _, _ in ref.ask(WhichChildren())] == ["p"])
+    wait_until(
+        lambda: [(n, up) for n, up, _ in ref.ask(WhichChildren())] == [("p", True), ("t", False)]
+    )
     assert log.lines.count("start t") == 2
     assert log.lines.count("start x") == 1
 
