@@ -212,23 +212,35 @@ class Run:
         else:
             raise ValueError(f"unknown event {event!r}")
 
-    def run(self) -> dict[str, Any]:
+    def start(self) -> None:
         tree = self.scenario["tree"]
-        gave_up: list[Any] = []
         self.root = TracedSupervisor.start(
             self.build(tree),
             _policy(tree),
             name=tree["name"],
             clock=self.clock,
             trace=self.trace,
-            on_give_up=gave_up.append,
+            on_give_up=lambda escalation: None,
         )
         self.settle()
-        for event in self.scenario["events"]:
-            self.event(event)
-            self.settle()
+
+    def step(self, event: dict[str, Any]) -> None:
+        self.event(event)
+        self.settle()
+
+    def alive_now(self) -> list[str]:
+        assert self.root is not None
+        return sorted(self.alive(self.walk(self.root) if self.root.is_alive() else "dead"))
+
+    def lines(self) -> list[str]:
+        with self.trace.lock:
+            return list(self.trace.lines)
+
+    def finish(self) -> dict[str, Any]:
+        """Stop the tree (unless it gave up) and report."""
+        assert self.root is not None
         root_alive = self.root.is_alive()
-        alive = sorted(self.alive(self.walk(self.root) if root_alive else "dead"))
+        alive = self.alive_now()
         if root_alive:
             self.trace.add("@stop")
             self.root.stop(block=True, timeout=30)
@@ -237,10 +249,19 @@ class Run:
         leftovers = sorted(
             f"hw_{a.name}" for a in self.made if isinstance(a, Worker) and a.actor_ref.is_alive()
         )
-        with self.trace.lock:
-            lines = list(self.trace.lines)
         self.clock.close()
-        return {"trace": lines, "alive": alive, "gave_up": not root_alive, "leftovers": leftovers}
+        return {
+            "trace": self.lines(),
+            "alive": alive,
+            "gave_up": not root_alive,
+            "leftovers": leftovers,
+        }
+
+    def run(self) -> dict[str, Any]:
+        self.start()
+        for event in self.scenario["events"]:
+            self.step(event)
+        return self.finish()
 
 
 def run(scenario: dict[str, Any]) -> dict[str, Any]:
