@@ -1,6 +1,6 @@
 """Supervision trees for pykka actors, usable without the job system."""
 
-from actorq.supervision.address import Address
+from actorq.supervision.address import Address, Undeliverable
 from actorq.supervision.backoff import Backoff
 from actorq.supervision.policy import RestartPolicy
 from actorq.supervision.supervisor import (
@@ -23,5 +23,6 @@ __all__ = [
     "StartChild",
     "Supervisor",
     "SupervisorObserver",
+    "Undeliverable",
     "WhichChildren",
 ]

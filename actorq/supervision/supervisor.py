@@ -1,25 +1,33 @@
 """The Supervisor actor: restarts failed children by a RestartPolicy.
 
-Semantics follow Erlang/OTP's supervisor and Akka's:
+Semantics are Erlang/OTP's supervisor (supervisor(3)); the README's
+"Supervision without the job system" has the full table:
 
-- children start in the order of their specs and stop in reverse order;
+- children start in the order of their specs, each start (and a child
+  supervisor's whole subtree) finished before the next begins; they stop in
+  reverse order, each stop finished before the next;
 - restart types: permanent (always restarted), transient (only after an
-  abnormal exit), temporary (never);
+  abnormal exit; after a normal one it keeps its spec, and a later
+  one_for_all / rest_for_one restart starts it again), temporary (never
+  restarted; a group restart stops it and drops it);
 - strategies one_for_one, one_for_all, rest_for_one;
 - intensity: at most `max_restarts` restarts within `within` seconds; each
   child exit counts once, even when one_for_all restarts every sibling. Past
-  it the supervisor stops its children and escalates: it fails itself, so
-  its own supervisor applies its policy; a root supervisor calls `on_give_up`.
-- the decider: an exception in `give_up_on` (or not in `retry_on`) escalates
-  at once;
+  it the supervisor stops its children and exits with reason shutdown: a
+  parent restarts it only if it is permanent; a root calls `on_give_up`;
+- the decider (Akka's): an exception in `give_up_on` (or not in `retry_on`)
+  gives up at once;
 - backoff between restarts, reset after the child ran `reset_after` seconds;
 - a restarted child keeps its `Address`; only the crashing message is lost.
 
-A child is any pykka actor. The supervisor wraps the instance's `on_start`,
-`on_failure` and `on_stop` hooks: they run in the child's thread, call the
-child's own hook first, and then tell the supervisor. As in pykka, an
-exception raised while answering an `ask` goes back to the asker and does
-not crash the child; an exception in a `tell` handler does.
+A child is any pykka actor. The supervisor wraps the instance's hooks (see
+`incarnation`). As in pykka, an exception raised while answering an `ask`
+goes back to the asker and does not crash the child; one in a `tell`
+handler does.
+
+Starts are synchronous, as OTP's start_link: a child's `on_start` that waits
+on its own supervisor (an `ask`) deadlocks, as a call to the supervisor from
+a gen_server's init does in OTP.
 """
 
 from __future__ import annotations
@@ -28,48 +36,39 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import pykka
 
 from actorq.clock import Clock, SystemClock
 from actorq.errors import Escalated
-from actorq.supervision.address import Address
+from actorq.supervision import _pykka
+from actorq.supervision.incarnation import ChildExited, Incarnation, instrument
 from actorq.supervision.policy import RestartPolicy, exception_lineage
+from actorq.supervision.spec import (
+    ChildHung,
+    ChildSpec,
+    RestartChild,
+    RestartType,
+    Shutdown,
+    StartChild,
+    WhichChildren,
+)
 
 logger = logging.getLogger(__name__)
 
-RestartType = Literal["permanent", "transient", "temporary"]
-
-
-@dataclass(frozen=True, eq=False)
-class ChildSpec:
-    """How to build and treat one child. The spec owns the child's Address."""
-
-    name: str
-    factory: Callable[[], pykka.Actor]
-    restart: RestartType = "permanent"
-    shutdown: float = 5.0
-    address: Address = field(default=None)  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self.restart not in ("permanent", "transient", "temporary"):
-            raise ValueError(f"restart must be permanent, transient or temporary: {self.restart!r}")
-        if self.address is None:
-            object.__setattr__(self, "address", Address(self.name))
-
-    @classmethod
-    def of(
-        cls,
-        actor_class: type[pykka.Actor],
-        *args: Any,
-        name: str,
-        restart: RestartType = "permanent",
-        shutdown: float = 5.0,
-        **kwargs: Any,
-    ) -> ChildSpec:
-        return cls(name, lambda: actor_class(*args, **kwargs), restart, shutdown)
+__all__ = [
+    "ChildHung",
+    "ChildSpec",
+    "RestartChild",
+    "RestartType",
+    "Shutdown",
+    "StartChild",
+    "Supervisor",
+    "SupervisorObserver",
+    "WhichChildren",
+]
 
 
 class SupervisorObserver:
@@ -82,52 +81,16 @@ class SupervisorObserver:
         """The supervisor gave up."""
 
 
-# Messages a supervisor receives. Facts from children, commands from anyone.
-@dataclass(frozen=True, slots=True)
-class _ChildFailed:
-    name: str
-    incarnation: pykka.Actor
-    error: BaseException | None
-
-
-@dataclass(frozen=True, slots=True)
-class _ChildExited:
-    name: str
-    incarnation: pykka.Actor
-
-
 @dataclass(frozen=True, slots=True)
 class _RestartDue:
     names: tuple[str, ...]
     generation: int
 
 
-@dataclass(frozen=True, slots=True)
-class RestartChild:
-    """Replace a child now, as if it had failed (for a child known to be hung)."""
-
-    name: str
-    reason: str = "restart requested"
-
-
-@dataclass(frozen=True, slots=True)
-class StartChild:
-    spec: ChildSpec
-
-
-@dataclass(frozen=True, slots=True)
-class WhichChildren:
-    """Ask: the children as (name, running, restarts) tuples, in start order."""
-
-
-class ChildHung(Exception):
-    """Recorded as the error of a child replaced by `RestartChild`."""
-
-
 @dataclass(eq=False)
 class _Child:
     spec: ChildSpec
-    actor: pykka.Actor | None = None
+    run: Incarnation | None = None
     started_at: float = 0.0
     backoff_step: int = 0
     last_delay: float | None = None
@@ -163,39 +126,37 @@ class Supervisor(pykka.ThreadingActor):
         if len(set(names)) != len(names):
             raise ValueError(f"child names must be unique: {names}")
         self._failures: list[float] = []
-        self._given_up = False
+        self.gave_up: Escalated | None = None
+        """Why this supervisor gave up, once it has (its exit is then a shutdown)."""
 
     # -- hooks ------------------------------------------------------------
 
     def on_start(self) -> None:
-        """Runs in the supervisor's thread: start every child in order."""
+        """Runs in the supervisor's thread: start every child in order, each to the end."""
+        # Open every address first, so that a child may send to a later sibling
+        # from its on_start: the message waits in the sibling's stash.
         for child in self._children:
-            child.spec.address.reopen()
-            self._start(child)
+            child.spec.address.reopen(self)
+        for child in self._children:
+            self._start_child(child)
 
     def on_stop(self) -> None:
-        """Runs in the supervisor's thread: stop children in reverse order."""
+        """Runs in the supervisor's thread: stop children in reverse order, each to the end."""
         self._stop_children(self._children, final=True)
 
     def on_failure(self, *exc_info: Any) -> None:
         """The supervisor itself crashed: take its children down with it."""
-        self._stop_children(self._children, final=False)
+        self._stop_children(self._children, final=True)
 
     # -- messages ---------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, _ChildFailed):
-            self._on_exit(message.name, message.incarnation, message.error, abnormal=True)
-        elif isinstance(message, _ChildExited):
-            self._on_exit(message.name, message.incarnation, None, abnormal=False)
+        if isinstance(message, ChildExited):
+            self._on_exit(message)
         elif isinstance(message, _RestartDue):
             self._restart_due(message)
         elif isinstance(message, RestartChild):
-            child = self._find(message.name)
-            if child is not None and isinstance(child.actor, pykka.Actor):
-                actor = child.actor
-                child.spec.address.abandon(actor)
-                self._on_exit(child.spec.name, actor, ChildHung(message.reason), abnormal=True)
+            self._replace(message)
         elif isinstance(message, StartChild):
             return self._add_child(message.spec)
         elif isinstance(message, WhichChildren):
@@ -207,104 +168,101 @@ class Supervisor(pykka.ThreadingActor):
     def _find(self, name: str) -> _Child | None:
         return next((c for c in self._children if c.spec.name == name), None)
 
-    def _add_child(self, spec: ChildSpec) -> Address:
+    def _add_child(self, spec: ChildSpec) -> Any:
+        if self.gave_up is not None:
+            raise pykka.ActorDeadError(f"{self.name} has given up")
         if self._find(spec.name) is not None:
             raise ValueError(f"a child named {spec.name!r} exists already")
         child = _Child(spec)
         self._children.append(child)
-        spec.address.reopen()
-        self._start(child)
+        spec.address.reopen(self)
+        self._start_child(child)
         return spec.address
+
+    def _replace(self, message: RestartChild) -> None:
+        child = self._find(message.name)
+        if child is None or child.run is None or child.run.actor is None:
+            return
+        run = child.run
+        self._abandon(child.spec, run.actor)  # type: ignore[arg-type]
+        self._on_exit(ChildExited(child.spec.name, run, ChildHung(message.reason), True))
 
     # -- starting and stopping ---------------------------------------------
 
-    def _start(self, child: _Child) -> None:
+    def _start_child(self, child: _Child) -> None:
+        spec = child.spec
         try:
-            actor = child.spec.factory()
+            actor = spec.factory()
         except Exception as exc:
-            logger.exception("%s: building child %s failed", self.name, child.spec.name)
-            child.actor = _UNBUILT
-            self.actor_ref.tell(_ChildFailed(child.spec.name, _UNBUILT, exc))
+            logger.exception("%s: building child %s failed", self.name, spec.name)
+            child.run = Incarnation(None)
+            self.actor_ref.tell(ChildExited(spec.name, child.run, exc, True))
             return
-        self._instrument(child.spec, actor)
+        run = Incarnation(actor)
+        reason = (lambda: actor.gave_up) if isinstance(actor, Supervisor) else None
+        instrument(spec.name, spec.address, run, self.actor_ref, reason)
         actor.use_daemon_thread = True  # type: ignore[attr-defined]  # ThreadingActor option
-        child.actor = actor
+        child.run = run
         child.started_at = self.clock.now()
-        child.spec.address.attach(actor)
-        pykka.ActorRegistry.register(actor.actor_ref)
-        actor._start_actor_loop()
-
-    def _instrument(self, spec: ChildSpec, actor: pykka.Actor) -> None:
-        me = self.actor_ref
-        own_start, own_failure, own_stop = actor.on_start, actor.on_failure, actor.on_stop
-
-        def notify(message: Any) -> None:
-            # If the supervisor is gone, nobody is left to restart the child.
-            with contextlib.suppress(pykka.ActorDeadError):
-                me.tell(message)
-
-        def on_start() -> None:
-            try:
-                own_start()
-            except Exception as exc:
-                spec.address.detach(actor)
-                notify(_ChildFailed(spec.name, actor, exc))
-                raise
-
-        def on_failure(*exc_info: Any) -> None:
-            try:
-                own_failure(*exc_info)
-            finally:
-                spec.address.detach(actor)
-                notify(_ChildFailed(spec.name, actor, exc_info[1]))
-
-        def on_stop() -> None:
-            try:
-                own_stop()
-            finally:
-                spec.address.detach(actor, rescue_inbox=False)
-                notify(_ChildExited(spec.name, actor))
-
-        actor.on_start = on_start  # type: ignore[method-assign]
-        actor.on_failure = on_failure  # type: ignore[method-assign,assignment]
-        actor.on_stop = on_stop  # type: ignore[method-assign]
+        spec.address.reopen(self)
+        spec.address.attach(actor, self)
+        _pykka.start(actor)
+        # OTP's start_link: the next child starts only once this one has.
+        run.started.wait()
 
     def _stop_children(self, children: Sequence[_Child], *, final: bool) -> None:
         for child in reversed(children):
-            actor, child.actor = child.actor, None
-            child.generation += 1  # pending restarts of this child are void
-            if isinstance(actor, pykka.Actor):
-                child.spec.address.stop_gracefully(actor)
-                if not actor.actor_stopped.wait(child.spec.shutdown):
-                    logger.warning(
-                        "%s: child %s did not stop within %.1fs; abandoning its thread",
-                        self.name,
-                        child.spec.name,
-                        child.spec.shutdown,
-                    )
-                    child.spec.address.abandon(actor)
+            self._stop_child(child)
             if final:
-                child.spec.address.close()
+                child.spec.address.close(self)
+
+    def _stop_child(self, child: _Child) -> None:
+        run, child.run = child.run, None
+        child.generation += 1  # pending restarts of this child are void
+        if run is None or run.actor is None:
+            return
+        actor, spec = run.actor, child.spec
+        timeout = spec.stop_timeout(isinstance(actor, Supervisor))
+        if timeout == 0:  # brutal_kill
+            self._abandon(spec, actor)
+            return
+        spec.address.detach(actor)
+        actor.actor_ref.stop(block=False)
+        if not run.ended.wait(timeout):
+            logger.error(
+                "%s: child %s did not stop within %.1fs; abandoning it",
+                self.name,
+                spec.name,
+                timeout,
+            )
+            self._abandon(spec, actor)
+
+    def _abandon(self, spec: ChildSpec, actor: pykka.Actor) -> None:
+        spec.address.take_back(actor)
+        _pykka.abandon(actor)
 
     # -- restarts -----------------------------------------------------------
 
-    def _on_exit(
-        self, name: str, incarnation: pykka.Actor, error: BaseException | None, *, abnormal: bool
-    ) -> None:
-        child = self._find(name)
-        if child is None or self._given_up or child.actor is not incarnation:
+    def _on_exit(self, exit: ChildExited) -> None:
+        child = self._find(exit.name)
+        if child is None or self.gave_up is not None or child.run is not exit.incarnation:
             return  # a late word from an incarnation replaced or stopped on purpose
-        child.actor = None
+        child.run = None
         restart = child.spec.restart
-        if restart == "temporary" or (restart == "transient" and not abnormal):
+        if restart == "temporary":
             self._children.remove(child)
-            child.spec.address.close()
+            child.spec.address.close(self)
+            return
+        if restart == "transient" and not exit.abnormal:
+            # OTP keeps the spec: a later group restart starts the child again.
+            child.spec.address.close(self)
             return
         now = self.clock.now()
         if now - child.started_at >= self.policy.backoff.reset_after:
             child.backoff_step, child.last_delay = 0, None
+        error = exit.error
         decision = self.policy.decide(
-            None if error is None else exception_lineage(error),
+            exception_lineage(error) if exit.abnormal and error is not None else None,
             self._failures,
             now,
             step=child.backoff_step,
@@ -318,23 +276,28 @@ class Supervisor(pykka.ThreadingActor):
         if not decision.restart:
             self._give_up(child, error)
             return
-        logger.warning("%s: restarting %s after %r", self.name, name, error)
-        self._safely(self.observer.child_restarted, self.name, name, error)
-        delay = decision.delay
+        logger.warning("%s: restarting %s after %r", self.name, exit.name, error)
+        self._safely(self.observer.child_restarted, self.name, exit.name, error)
         child.backoff_step += 1
-        child.last_delay = delay
+        child.last_delay = decision.delay
         child.restarts += 1
         group = self._restart_group(child)
-        self._stop_children([c for c in group if c is not child], final=False)
-        if delay <= 0:
+        for other in reversed(group):
+            if other is child:
+                continue
+            self._stop_child(other)
+            if other.spec.restart == "temporary":
+                # OTP never restarts a temporary child: a group restart drops it.
+                self._children.remove(other)
+                other.spec.address.close(self)
+        group = [c for c in group if c in self._children]
+        if decision.delay <= 0:
             self._start_group(group)
         else:
-            generation = child.generation
             names = tuple(c.spec.name for c in group)
+            due = _RestartDue(names, child.generation)
             me = self.actor_ref
-            self.clock.call_at(
-                now + delay, lambda: _tell_quietly(me, _RestartDue(names, generation))
-            )
+            self.clock.call_at(now + decision.delay, lambda: _tell_quietly(me, due))
 
     def _restart_group(self, child: _Child) -> list[_Child]:
         strategy = self.policy.strategy
@@ -345,37 +308,34 @@ class Supervisor(pykka.ThreadingActor):
         return [child]
 
     def _restart_due(self, message: _RestartDue) -> None:
-        group = [c for c in self._children if c.spec.name in message.names]
         failed = self._find(message.names[0])
-        if self._given_up or failed is None or failed.generation != message.generation:
+        if self.gave_up is not None or failed is None or failed.generation != message.generation:
             return
-        self._start_group(group)
+        self._start_group([c for c in self._children if c.spec.name in message.names])
 
     def _start_group(self, group: Sequence[_Child]) -> None:
         for child in group:
-            if child.actor is None and child in self._children:
-                self._start(child)
+            if child.run is None and child in self._children:
+                self._start_child(child)
 
     def _give_up(self, child: _Child, error: BaseException | None) -> None:
-        self._given_up = True
         escalation = Escalated(self.name, child.spec.name, error)
+        self.gave_up = escalation
         logger.error("%s: giving up: %s", self.name, escalation)
         self._safely(self.observer.escalated, self.name, escalation)
-        self._stop_children(self._children, final=self.on_give_up is not None)
+        self._stop_children(self._children, final=True)
+        self._children = [c for c in self._children if c.spec.restart != "temporary"]
         if self.on_give_up is not None:
             self._safely(self.on_give_up, escalation)
-            self.actor_ref.stop(block=False)
-        else:
-            raise escalation  # fail this supervisor: the parent's policy applies
+        # OTP: exit with reason shutdown. A parent restarts a permanent child
+        # supervisor (counting it), and leaves a transient or temporary one down.
+        self.actor_ref.stop(block=False)
 
     def _safely(self, hook: Callable[..., None], *args: Any) -> None:
         try:
             hook(*args)
         except Exception:
             logger.exception("%s: hook %r raised", self.name, hook)
-
-
-_UNBUILT: Any = object()  # the incarnation of a child whose factory raised
 
 
 def _tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> None:
