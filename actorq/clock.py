@@ -4,16 +4,30 @@
 only moves when told to (`advance`), firing due callbacks in the advancing
 thread, so a simulation can run hours of backoff in milliseconds (the model
 is trio's MockClock with `jump()`).
+
+No single timer can stop a clock: a callback that raises is logged and the
+others still run; a deadline of NaN (which cannot be ordered) never fires and
+is logged; +inf never fires; -inf and any passed deadline fire at once; a
+deadline centuries away is waited for in bounded steps, because
+`Condition.wait` overflows past `threading.TIMEOUT_MAX`.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import logging
+import math
 import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+# Wake at least this often: keeps every wait far below threading.TIMEOUT_MAX.
+_MAX_WAIT = 3600.0
+_RETRY = 0.05
 
 
 class TimerHandle:
@@ -47,7 +61,10 @@ class _TimerQueue:
         self._seq = itertools.count()
 
     def push(self, handle: TimerHandle) -> bool:
-        """Add a timer; True if it is now the earliest."""
+        """Add a timer; True if it is now the earliest. A NaN deadline is dropped."""
+        if math.isnan(handle.when):
+            log.error("timer %r has a NaN deadline; it will never run", handle.callback)
+            return False
         heapq.heappush(self._heap, (handle.when, next(self._seq), handle))
         return self._heap[0][2] is handle
 
@@ -95,17 +112,41 @@ class SystemClock:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        # The loop is its own supervisor: whatever escapes one pass (a callback's
+        # error is already handled) is logged and the next pass serves the others.
+        failure = ""
         while True:
-            with self._cond:
-                if self._closed:
+            try:
+                if self._serve():
                     return
-                due = self._timers.pop_due(time.time())
-                if not due:
-                    when = self._timers.next_when()
-                    self._cond.wait(None if when is None else max(0.0, when - time.time()))
-                    continue
-            for handle in due:
-                handle.callback()
+            except Exception as exc:
+                if repr(exc) != failure:  # a fault that repeats is logged once
+                    failure = repr(exc)
+                    log.exception("the clock thread failed; it goes on serving the other timers")
+                with self._cond:
+                    self._cond.wait(_RETRY)  # not a hot loop if the fault persists
+
+    def _serve(self) -> bool:
+        """Run the timers due now, or wait for the next one; True once closed."""
+        with self._cond:
+            if self._closed:
+                return True
+            due = self._timers.pop_due(time.time())
+            if not due:
+                when = self._timers.next_when()
+                wait = _MAX_WAIT if when is None else when - time.time()
+                self._cond.wait(min(max(0.0, wait), _MAX_WAIT))
+                return False
+        _run_all(due)
+        return False
+
+
+def _run_all(due: list[TimerHandle]) -> None:
+    for handle in due:
+        try:
+            handle.callback()
+        except Exception:
+            log.exception("timer callback %r raised; the other timers still run", handle.callback)
 
 
 class VirtualClock:
@@ -127,13 +168,13 @@ class VirtualClock:
             if not due:
                 self._timers.push(handle)
         if due:
-            callback()
+            _run_all([handle])
         return handle
 
     def advance(self, seconds: float) -> None:
         """Move time forward, running every callback that falls due, in time order."""
-        if seconds < 0:
-            raise ValueError("a clock cannot go backwards")
+        if not seconds >= 0:
+            raise ValueError(f"a clock cannot go backwards or by {seconds}")
         target = self._now + seconds
         while True:
             with self._lock:
@@ -143,8 +184,7 @@ class VirtualClock:
                     return
                 self._now = max(self._now, when)
                 due = self._timers.pop_due(self._now)
-            for handle in due:
-                handle.callback()
+            _run_all(due)
 
     def next_deadline(self) -> float | None:
         with self._lock:

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from actorq.errors import JournalCorrupted, JournalFenced, JournalUnavailable, UnknownEventVersion
+from actorq.persistence import file_format as fmt
 from actorq.persistence.codec import encode, event_type
 from actorq.persistence.file import FileJournal
 from actorq.persistence.journal import Snapshot
@@ -91,11 +92,13 @@ def flatten(batches: list[list[Note]]) -> list[Note]:
 @pytest.mark.parametrize(
     ("damage", "kept"),
     [
-        (lambda data: data + b"\x05\x00\x00", 3),  # header cut short
-        (lambda data: data + frame(b"x" * 100)[:30], 3),  # length runs past the end
-        (lambda data: data[:-1] + bytes([data[-1] ^ 0x40]), 2),  # final record's checksum
+        (lambda data: data + fmt.record(7, 1, b"x" * 10)[:20], 3),  # header cut short
+        (lambda data: data + fmt.record(7, 1, b"x" * 100)[:60], 3),  # body cut short
+        (lambda data: data[:-1] + b"\x00", 2),  # the final record's end never written
+        (lambda data: data + bytes(300), 3),  # the file grew, its new bytes never written
+        (lambda data: data[:-40] + bytes(40), 2),  # the final record half written
     ],
-    ids=["short-header", "length-past-end", "bad-final-checksum"],
+    ids=["short-header", "body-cut-short", "end-never-written", "zero-filled", "half-zeroed"],
 )
 def test_a_torn_tail_is_cut_with_a_warning_and_appends_continue(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: Any, kept: int
@@ -170,7 +173,7 @@ def test_a_record_with_a_valid_checksum_but_garbage_inside_is_corruption(tmp_pat
     write(tmp_path, BATCHES[:1])
     segment = segments(tmp_path)[0]
     size = segment.stat().st_size
-    segment.write_bytes(segment.read_bytes() + frame(b"\xc1\xc1"))
+    segment.write_bytes(segment.read_bytes() + fmt.record(3, 1, b"\xc1\xc1"))
     with pytest.raises(JournalCorrupted) as raised:
         read(tmp_path)
     assert (raised.value.where, raised.value.offset) == (str(segment), size)

@@ -1,42 +1,41 @@
 """Durable journal in segment files: the embedded default backend.
 
 An append-only log of checksummed records survives a crash at any byte: a crash
-mid-write can only damage the end of the newest segment (a torn tail), which
-recovery cuts away with a warning. Damage anywhere else cannot come from a crash,
-so it raises `JournalCorrupted` naming the file and byte offset, never a skip.
+mid-write can only damage the end of the newest segment (a torn tail: a record
+cut short, or bytes never written left as zeros), which recovery cuts away with
+a warning. Damage a crash cannot cause (a whole record after a damaged one, a
+checksum failure in a record whose end was written, a missing or renamed
+segment, a snapshot ahead of the log) raises `JournalCorrupted` naming the file
+and byte offset; recovery never deletes an acknowledged record to get past it.
+The bytes are described in `actorq.persistence.file_format`.
 
 Layout: ``LOCK`` (flock'ed by the owning process), then per persistence id a
 percent-encoded directory holding ``<first seq, 20 digits>.seg`` segments and
-``snapshot.bin``. A record is ``<u32 length><u32 crc32(payload)><payload>``,
-little-endian, one per `append` (per group commit); its payload is
-``msgpack([first_seq, count, encode_batch(events)])``, the batch left opaque so
-that opening a journal finds the last sequence without decoding events. The
-snapshot file is one such record holding ``{"seq", "state"}``.
+``snapshot.bin``. One record per `append` (per group commit). A full segment is
+closed by a seal naming the next one; the newest segment is never trimmed, and
+the snapshot names the oldest segment it keeps, so a deleted segment, first,
+middle or newest, is detected.
 
 ``fsync="always"`` fsyncs each append before it returns. ``"batch"`` returns once
 the OS has the record and a flusher thread fsyncs within 10 ms (and at close): a
 power loss may lose the last 10 ms of acknowledged appends, a process crash loses
-nothing. ``"never"`` leaves it to the OS. Snapshots are fsynced in every mode,
-because trimming then deletes the segments they replace.
+nothing. ``"never"`` leaves it to the OS, and so gives no guarantee across a
+power loss. Snapshots are fsynced in every mode, because trimming then deletes
+the segments they replace.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
-import io
 import logging
 import os
-import struct
 import threading
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 from urllib.parse import quote
-
-import msgpack
 
 from actorq.errors import (
     JournalCorrupted,
@@ -45,25 +44,19 @@ from actorq.errors import (
     JournalUnavailable,
     SequenceConflict,
 )
-from actorq.persistence.codec import decode, decode_batch_at, encode, encode_batch
+from actorq.persistence import file_format as fmt
+from actorq.persistence.codec import decode_batch_at, encode_batch
 from actorq.persistence.journal import Snapshot
 
 log = logging.getLogger(__name__)
 
 FsyncMode = Literal["always", "batch", "never"]
 
-_HEADER = struct.Struct("<II")
 _SNAPSHOT = "snapshot.bin"
 _BATCH_WINDOW = 0.010
 _READ_BUFFER = 1 << 20
 # fdatasync skips the inode times, which recovery never reads.
 _datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
-
-
-class _Torn(Exception):
-    def __init__(self, offset: int, reason: str) -> None:
-        super().__init__(reason)
-        self.offset = offset
 
 
 @dataclass
@@ -73,8 +66,13 @@ class _Log:
     last: int = 0
     tail: IO[bytes] | None = None  # the newest segment, open for appending
     tail_size: int = 0
+    tail_version: int = fmt.VERSION
     dirty: bool = False  # written but not yet fsynced ("batch" mode)
     broken: str | None = None
+
+    @property
+    def tail_empty(self) -> bool:
+        return self.tail_version == fmt.VERSION and self.tail_size <= fmt.SEGMENT.size
 
 
 class FileJournal:
@@ -82,7 +80,9 @@ class FileJournal:
 
     Opening takes an exclusive lock on the directory (a second FileJournal on it,
     in any process, raises `JournalFenced`). A persistence id is recovered on its
-    first use. Any thread may call any method; one lock serialises them.
+    first use, by whichever method is called first, in the calling thread; a
+    damaged log raises `JournalCorrupted` there. Any thread may call any method;
+    one lock serialises them.
     """
 
     def __init__(
@@ -114,8 +114,7 @@ class FileJournal:
             self._flusher.start()
 
     def append(self, persistence_id: str, events: Sequence[Any], *, after_seq: int) -> None:
-        payload = encode([after_seq + 1, len(events), encode_batch(events)])
-        record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        record = fmt.record(after_seq + 1, len(events), encode_batch(events))
         with self._lock:
             entry = self._log(persistence_id)
             if entry.broken:
@@ -147,18 +146,25 @@ class FileJournal:
             return self._log(persistence_id).last
 
     def save_snapshot(self, persistence_id: str, snapshot: Snapshot) -> None:
-        payload = encode({"seq": snapshot.seq, "state": snapshot.state})
-        record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         with self._lock:
             entry = self._log(persistence_id)
             if not 0 <= snapshot.seq <= entry.last:
                 raise ValueError(f"snapshot at {snapshot.seq} is past the log's end ({entry.last})")
+            floor = entry.segments[0][0] - 1 if entry.segments else entry.last
+            if snapshot.seq < floor:
+                raise ValueError(f"snapshot at {snapshot.seq} is behind the trimmed log ({floor})")
             path = entry.directory / _SNAPSHOT
             temporary = path.with_name(_SNAPSHOT + ".tmp")
             try:
-                self._ensure_directory(entry)
+                # The events the snapshot covers must be on disk before it is, or a power
+                # loss could leave a snapshot ahead of the log.
+                _sync(entry)
+                if not entry.segments or (snapshot.seq == entry.last and not entry.tail_empty):
+                    # The newest segment is never trimmed; an empty one keeps the chain.
+                    self._roll_over(entry, entry.last + 1)
+                kept = _first_kept(entry, snapshot.seq)
                 with temporary.open("wb") as f:
-                    f.write(record)
+                    f.write(fmt.snapshot_bytes(snapshot, kept))
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(temporary, path)
@@ -170,7 +176,8 @@ class FileJournal:
     def load_snapshot(self, persistence_id: str) -> Snapshot | None:
         with self._lock:
             path = self._log(persistence_id).directory / _SNAPSHOT
-        return _read_snapshot(path)
+        found = _read_snapshot(path)
+        return found[0] if found else None
 
     def close(self) -> None:
         self._stop.set()
@@ -197,16 +204,12 @@ class FileJournal:
         return entry
 
     def _write(self, entry: _Log, record: bytes, first_seq: int) -> None:
-        fits = entry.tail_size == 0 or entry.tail_size + len(record) <= self._segment_bytes
+        fits = entry.tail_empty or (
+            entry.tail_version == fmt.VERSION
+            and entry.tail_size + len(record) <= self._segment_bytes
+        )
         if not (entry.segments and fits):
-            _close_tail(entry)
-            self._ensure_directory(entry)
-            path = entry.directory / f"{first_seq:020d}.seg"
-            path.touch()
-            if self._fsync != "never":
-                _fsync_directory(entry.directory)
-            entry.segments.append((first_seq, path))
-            entry.tail_size = 0
+            self._roll_over(entry, first_seq)
         if entry.tail is None:
             entry.tail = entry.segments[-1][1].open("ab")
         entry.tail.write(record)
@@ -216,6 +219,36 @@ class FileJournal:
             _datasync(entry.tail.fileno())
         elif self._fsync == "batch":
             entry.dirty = True
+
+    def _roll_over(self, entry: _Log, first_seq: int) -> None:
+        """Start the segment holding `first_seq` on, then seal the one before it.
+
+        In this order a crash leaves either no new segment, or a new empty one after
+        a segment whose seal may be torn (recovery completes it), never a seal naming
+        a segment that does not exist.
+        """
+        durable = self._fsync != "never"
+        self._ensure_directory(entry)
+        path = entry.directory / f"{first_seq:020d}.seg"
+        with path.open("wb") as f:
+            f.write(fmt.segment_header(first_seq))
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        if durable:
+            _fsync_directory(entry.directory)
+        if entry.segments:
+            if entry.tail is None:
+                entry.tail = entry.segments[-1][1].open("ab")
+            entry.tail.write(fmt.seal(entry.tail_version, first_seq))
+            entry.tail.flush()
+            entry.dirty = True
+            if durable:
+                _sync(entry)
+        _close_tail(entry)
+        entry.segments.append((first_seq, path))
+        entry.tail_size = fmt.SEGMENT.size
+        entry.tail_version = fmt.VERSION
 
     def _ensure_directory(self, entry: _Log) -> None:
         if not entry.directory.is_dir():
@@ -266,54 +299,160 @@ def _lock_directory(root: Path) -> int:
 
 
 def _recover(directory: Path) -> _Log:
-    """Scan a persistence id's segments: find the last event, cut a torn tail."""
+    """Check a persistence id's files end to end; cut a torn tail; raise on anything else."""
     (directory / (_SNAPSHOT + ".tmp")).unlink(missing_ok=True)
-    snapshot = _read_snapshot(directory / _SNAPSHOT)
-    snapshot_seq = snapshot.seq if snapshot else 0
+    snapshot_path = directory / _SNAPSHOT
+    found = _read_snapshot(snapshot_path)
+    snapshot_seq, kept = (found[0].seq, found[1]) if found else (0, None)
     entry = _Log(directory)
     if directory.is_dir():
         paths = (p for p in directory.glob("*.seg") if p.stem.isdigit())
         entry.segments = sorted((int(p.stem), p) for p in paths)
-    expected = entry.segments[0][0] if entry.segments else snapshot_seq + 1
+    firsts = [first for first, _path in entry.segments]
+    if kept is not None and kept not in firsts:
+        raise JournalCorrupted(
+            str(directory / f"{kept:020d}.seg"),
+            0,
+            f"segment missing: the snapshot at {snapshot_seq} keeps the events after it there",
+        )
+    expected = firsts[0] if firsts else snapshot_seq + 1
     if expected > snapshot_seq + 1:
         raise JournalCorrupted(
             str(entry.segments[0][1]), 0, f"events {snapshot_seq + 1}..{expected - 1} are missing"
         )
+    sealed: int | None = None
     for index, (first, path) in enumerate(entry.segments):
         if first != expected:
-            raise JournalCorrupted(str(path), 0, f"segment starts at {first}, not {expected}")
-        with path.open("rb", buffering=_READ_BUFFER) as f:
-            entry.tail_size = os.fstat(f.fileno()).st_size
-            newest = index == len(entry.segments) - 1
-            try:
-                for offset, payload in _records(f, path, entry.tail_size, tail=newest):
-                    start, count, _batch = _parse(payload, path, offset, expected)
-                    expected = start + count
-            except _Torn as torn:
-                log.warning("cutting torn tail of %s at byte %d: %s", path, torn.offset, torn)
-                with path.open("r+b") as w:
-                    w.truncate(torn.offset)
-                    os.fsync(w.fileno())
-                entry.tail_size = torn.offset
+            after = f" (after {entry.segments[index - 1][1].name})" if index else ""
+            raise JournalCorrupted(
+                str(path),
+                0,
+                f"segment starts at {first}, not {expected}: events {expected}..{first - 1}"
+                f" are missing{after}",
+            )
+        newest = index == len(entry.segments) - 1
+        # A crash while a segment is being closed can tear its seal, with the next
+        # segment already created and still empty.
+        second = index == len(entry.segments) - 2
+        may_be_torn = newest or (second and _size(entry.segments[-1][1]) <= fmt.SEGMENT.size)
+        expected, sealed = _recover_segment(entry, path, first, newest=newest, torn=may_be_torn)
+        if second and sealed is None:
+            _append_seal(path, entry.segments[-1][0])
+    if sealed is not None:
+        missing = entry.directory / f"{sealed:020d}.seg"
+        raise JournalCorrupted(
+            str(entry.segments[-1][1]),
+            entry.tail_size,
+            f"the segment is sealed: events from {sealed} on are in {missing}, which is missing",
+        )
     entry.last = expected - 1
+    if entry.segments and entry.last < snapshot_seq:
+        raise JournalCorrupted(
+            str(snapshot_path),
+            0,
+            f"snapshot at {snapshot_seq} is from the future: the log ends at {entry.last}",
+        )
     _trim(entry, snapshot_seq)
     entry.last = max(entry.last, snapshot_seq)
     return entry
 
 
+def _size(path: Path) -> int:
+    return path.stat().st_size
+
+
+def _recover_segment(
+    entry: _Log, path: Path, first: int, *, newest: bool, torn: bool
+) -> tuple[int, int | None]:
+    """The next expected sequence after `path`, and the segment its seal names, if any."""
+    with path.open("rb", buffering=_READ_BUFFER) as f:
+        size = os.fstat(f.fileno()).st_size
+        version = fmt.segment_version(f, path, first)
+        if version is None:
+            if not newest:
+                raise JournalCorrupted(str(path), 0, "segment header cut short")
+            log.warning("rewriting the header of %s, cut short by a crash", path)
+            _rewrite_header(path, first)
+            version, size = fmt.VERSION, fmt.SEGMENT.size
+        start = fmt.SEGMENT.size if version else 0
+        expected, sealed = first, None
+        try:
+            for record in fmt.records(f, path, version, start, size):
+                if sealed is not None:
+                    raise JournalCorrupted(str(path), record.offset, "a record after the seal")
+                if record.first != expected:
+                    raise JournalCorrupted(
+                        str(path),
+                        record.offset,
+                        f"sequence gap: record holds {record.first}.., expected {expected}",
+                    )
+                if record.count == 0:
+                    sealed = record.first
+                expected += record.count
+        except fmt.Damaged as damaged:
+            if not torn:
+                raise JournalCorrupted(str(path), damaged.offset, damaged.reason) from None
+            f.seek(damaged.offset)
+            rest = f.read(size - damaged.offset)
+            why = fmt.torn(rest, version, damaged)
+            if why is None:
+                at = fmt.following_record(rest) if version else None
+                reason = damaged.reason + (
+                    f"; a whole record follows at {damaged.offset + at}, so no crash left it"
+                    if at is not None
+                    else "; not what a crash leaves"
+                )
+                raise JournalCorrupted(str(path), damaged.offset, reason) from None
+            log.warning(
+                "cutting torn tail of %s at byte %d (%d bytes, events from %d on never"
+                " completed): %s",
+                path,
+                damaged.offset,
+                size - damaged.offset,
+                expected,
+                why,
+            )
+            with path.open("r+b") as w:
+                w.truncate(damaged.offset)
+                os.fsync(w.fileno())
+            size = damaged.offset
+    if newest:
+        entry.tail_size, entry.tail_version = size, version
+    return expected, sealed
+
+
+def _rewrite_header(path: Path, first: int) -> None:
+    with path.open("wb") as f:
+        f.write(fmt.segment_header(first))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _append_seal(path: Path, next_first: int) -> None:
+    """Complete a roll-over a crash interrupted, so that the next segment is missed if lost."""
+    with path.open("rb") as f:
+        version = fmt.segment_version(f, path, int(path.stem))
+    with path.open("ab") as f:
+        f.write(fmt.seal(version or 0, next_first))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _first_kept(entry: _Log, seq: int) -> int:
+    """The first sequence of the oldest segment a snapshot at `seq` keeps."""
+    for index, (first, _path) in enumerate(entry.segments):
+        if index == len(entry.segments) - 1 or entry.segments[index + 1][0] - 1 > seq:
+            return first
+    return seq + 1
+
+
 def _trim(entry: _Log, seq: int) -> None:
     """Delete the oldest segments while every event in them is at or below `seq`.
 
-    Recovery calls it again, which completes a trim that a crash interrupted.
+    The newest segment stays, even when covered: the snapshot names it, so that its
+    loss is noticed. Recovery calls this again, which completes an interrupted trim.
     """
-    while entry.segments:
-        newest = len(entry.segments) == 1
-        upper = entry.last if newest else entry.segments[1][0] - 1
-        if upper > seq:
-            return
-        if newest:
-            _close_tail(entry)
-            entry.tail_size = 0
+    while len(entry.segments) > 1 and entry.segments[1][0] - 1 <= seq:
         entry.segments.pop(0)[1].unlink()
 
 
@@ -330,53 +469,6 @@ def _sync(entry: _Log) -> None:
         entry.dirty = False
 
 
-def _records(f: IO[bytes], path: Path, end: int, *, tail: bool) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(offset, payload)`` of each record in the first `end` bytes of `f`.
-
-    With `tail`, damage a crash mid-write can leave (a final record cut short or
-    with a bad checksum) raises `_Torn`; other damage raises `JournalCorrupted`.
-    """
-    offset = 0
-    while offset < end:
-        header = f.read(_HEADER.size) if end - offset >= _HEADER.size else b""
-        if len(header) < _HEADER.size:
-            reason = f"record header cut short ({end - offset} bytes left)"
-            raise _damage(path, offset, reason, torn=tail)
-        length, crc = _HEADER.unpack(header)
-        stop = offset + _HEADER.size + length
-        if stop > end:
-            reason = f"record length {length} runs past the end ({end})"
-            raise _damage(path, offset, reason, torn=tail)
-        payload = f.read(length)
-        if len(payload) != length:
-            raise _damage(path, offset, "the file shrank while being read", torn=False)
-        if zlib.crc32(payload) != crc:
-            raise _damage(path, offset, "checksum mismatch", torn=tail and stop == end)
-        yield offset, payload
-        offset = stop
-
-
-def _damage(path: Path, offset: int, reason: str, *, torn: bool) -> Exception:
-    return _Torn(offset, reason) if torn else JournalCorrupted(str(path), offset, reason)
-
-
-def _parse(payload: bytes, path: Path, offset: int, expected: int) -> tuple[int, int, bytes]:
-    """The ``(first_seq, count, batch)`` of a record that must start at `expected`."""
-    try:
-        start, count, batch = decode(payload)
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise JournalCorrupted(str(path), offset, f"undecodable record: {exc!r}") from exc
-    if not (isinstance(start, int) and isinstance(count, int) and isinstance(batch, bytes)):
-        raise JournalCorrupted(str(path), offset, "record is not [first_seq, count, batch]")
-    if start != expected or count < 1:
-        raise JournalCorrupted(
-            str(path),
-            offset,
-            f"sequence gap: record holds {start}..{start + count - 1}, expected {expected}",
-        )
-    return start, count, batch
-
-
 def _read(
     segments: list[tuple[int, Path]], tail_end: int, after_seq: int
 ) -> Iterator[tuple[int, Any]]:
@@ -390,34 +482,33 @@ def _read(
             raise JournalError(f"{path} was trimmed by a snapshot during replay") from None
         with f:
             end = tail_end if newest else os.fstat(f.fileno()).st_size
+            version = fmt.segment_version(f, path, first)
+            start = fmt.SEGMENT.size if version else 0
             expected = first
-            for offset, payload in _records(f, path, end, tail=False):
-                start, count, batch = _parse(payload, path, offset, expected)
-                expected = start + count
-                if expected - 1 <= after_seq:
-                    continue
-                events = decode_batch_at(batch, str(path), offset)
-                if len(events) != count:
-                    raise JournalCorrupted(str(path), offset, f"{len(events)} events, not {count}")
-                skip = max(0, after_seq + 1 - start)
-                yield from zip(range(start + skip, expected), events[skip:], strict=True)
+            try:
+                for record in fmt.records(f, path, version or 0, start, end):
+                    if record.first != expected:
+                        raise JournalCorrupted(str(path), record.offset, "sequence gap")
+                    expected += record.count
+                    if record.count == 0 or expected - 1 <= after_seq:
+                        continue
+                    events = decode_batch_at(record.batch, str(path), record.offset)
+                    if len(events) != record.count:
+                        raise JournalCorrupted(
+                            str(path), record.offset, f"{len(events)} events, not {record.count}"
+                        )
+                    skip = max(0, after_seq + 1 - record.first)
+                    yield from zip(range(record.first + skip, expected), events[skip:], strict=True)
+            except fmt.Damaged as damaged:
+                raise JournalCorrupted(str(path), damaged.offset, damaged.reason) from None
 
 
-def _read_snapshot(path: Path) -> Snapshot | None:
+def _read_snapshot(path: Path) -> tuple[Snapshot, int | None] | None:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return None
-    records = list(_records(io.BytesIO(data), path, len(data), tail=False))
-    try:
-        ((_offset, payload),) = records
-        content = decode(payload)
-        seq, state = content["seq"], content["state"]
-    except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
-        raise JournalCorrupted(str(path), 0, f"unreadable snapshot: {exc!r}") from exc
-    if not isinstance(seq, int):
-        raise JournalCorrupted(str(path), 0, f"snapshot sequence {seq!r} is not a number")
-    return Snapshot(seq=seq, state=state)
+    return fmt.parse_snapshot(data, path)
 
 
 def _fsync_directory(path: Path) -> None:
