@@ -31,9 +31,10 @@ _TIMING = ("lease", "retry_for", "claim_wait")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 # The authority of any URL in free text; the userinfo's password is cut out of it.
 # The userinfo runs to the last "@" so that a password with an unescaped "/" is
-# masked whole, as redis-py reads it.
+# masked whole, as redis-py reads it; fewer than two slashes after the scheme
+# still count, so that a mistyped URL is masked in the error refusing it.
 _AUTHORITY = re.compile(
-    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<authority>(?:[^\s@'\"]*@)?[^/?#\s@'\"]*)"
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*:/{0,2})(?P<authority>(?:[^\s@'\"]*@)?[^/?#\s@'\"]*)"
 )
 _SECRET_QUERY = re.compile(
     r"(?i)(?P<key>[?&](?:password|passwd|pass|token|access_token|api_key)=)[^&#\s'\"]*"
