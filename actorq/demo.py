@@ -115,9 +115,13 @@ def run_demo(
 
 
 def _submit_workload(system: ActorSystem, jobs: int) -> list:  # type: ignore[type-arg]
+    """Submit exactly `jobs` jobs: every 25th regular job is followed by a delayed report,
+    and two crunch jobs (one overruns its timeout) close the batch."""
     handles = []
     kinds = ["thumbnail"] * 5 + ["fetch"] * 3 + ["charge"] * 2
-    for i in range(jobs - 2):
+    regular = jobs - 2
+    i = 0
+    while len(handles) < regular:
         kind = kinds[i % len(kinds)]
         if kind == "thumbnail":
             handles.append(system.submit("thumbnail", 640 + i, 480))
@@ -125,8 +129,9 @@ def _submit_workload(system: ActorSystem, jobs: int) -> list:  # type: ignore[ty
             handles.append(system.submit("fetch", f"https://example.test/{i}"))
         else:
             handles.append(system.submit("charge", i // 10, 100 + i))
-        if i % 25 == 0:
+        if i % 25 == 0 and len(handles) < regular:
             handles.append(system.submit("report", i, delay=0.2 + (i % 100) / 100))
+        i += 1
     handles.append(system.submit("crunch", 0))
     handles.append(system.submit("crunch", 10_000))
     return handles

@@ -206,7 +206,7 @@ def run_worker(system: ActorSystem, options: WorkerOptions) -> int:
     spec = worker_journal(system, options.journal)
     if options.journal is None and system.journal_spec == "memory":
         logger.info(
-            "the system names the memory journal; a worker keeps its jobs in %s"
+            "the system names no durable journal; as a worker it keeps its jobs in %s"
             " (--journal memory keeps them in memory, lost at every restart)",
             spec,
         )
