@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from actorq import ActorSystem, Backoff, JobStatus, RestartPolicy, current_job
+from actorq import ActorSystem, Backoff, JobHandle, JobStatus, RestartPolicy, current_job
 
 
 @dataclass
@@ -114,10 +114,10 @@ def run_demo(
         return summary
 
 
-def _submit_workload(system: ActorSystem, jobs: int) -> list:  # type: ignore[type-arg]
+def _submit_workload(system: ActorSystem, jobs: int) -> list[JobHandle]:
     """Submit exactly `jobs` jobs: every 25th regular job is followed by a delayed report,
     and two crunch jobs (one overruns its timeout) close the batch."""
-    handles = []
+    handles: list[JobHandle] = []
     kinds = ["thumbnail"] * 5 + ["fetch"] * 3 + ["charge"] * 2
     regular = jobs - 2
     i = 0
