@@ -124,20 +124,6 @@ def main() -> None:
     """actorq: an actor-model job system on pykka."""
 
 
-@main.command(epilog=EXIT_CODES)
-@click.option("--jobs", default=300, show_default=True, type=click.IntRange(min=10))
-@click.option(
-    "--journal",
-    default=None,
-    help="memory, a directory or a URL [default: a new temporary directory (file journal)].",
-)
-def demo(jobs: int, journal: str | None) -> None:
-    """Run an embedded workload: retries, dead letters, delays, a timeout; then a summary."""
-    from actorq.demo import run_demo
-
-    run_demo(jobs=jobs, journal=journal)
-
-
 def _check_journal(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is not None:
         try:
@@ -145,6 +131,21 @@ def _check_journal(ctx: click.Context, param: click.Parameter, value: str | None
         except InvalidJournalURL as exc:
             raise click.BadParameter(str(exc)) from None
     return value
+
+
+@main.command(epilog=EXIT_CODES)
+@click.option("--jobs", default=300, show_default=True, type=click.IntRange(min=10))
+@click.option(
+    "--journal",
+    default=None,
+    callback=_check_journal,
+    help="memory, a directory or a URL [default: a new temporary directory (file journal)].",
+)
+def demo(jobs: int, journal: str | None) -> None:
+    """Run an embedded workload: retries, dead letters, delays, a timeout; then a summary."""
+    from actorq.demo import run_demo
+
+    run_demo(jobs=jobs, journal=journal)
 
 
 def _worker_options(fn: F) -> F:

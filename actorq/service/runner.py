@@ -34,7 +34,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from actorq.errors import InvalidJournalURL, JournalError
+from actorq.errors import InvalidJournalURL, JournalError, JournalUnavailable
 from actorq.persistence.journal import Journal, open_journal
 from actorq.persistence.url import parse_journal_url, redact_text
 from actorq.system import ActorSystem
@@ -229,6 +229,31 @@ def run_worker(system: ActorSystem, options: WorkerOptions) -> int:
         signals.restore()
 
 
+def _wait_recovered(system: ActorSystem, signals: StopSignals) -> None:
+    """Return once the Dispatcher answers, which it does once it has recovered.
+
+    "running" in the log then means running. A long replay is waited for,
+    and so is a journal backend that is away (the actors wait for it too).
+    """
+    import pykka
+
+    noted: set[str] = set()
+    while not signals.requested.is_set():
+        if system.failure is not None:
+            raise system.failure
+        try:
+            system.stats()
+            return
+        except pykka.Timeout:
+            reason, detail = "still recovering the journal", ""
+        except JournalUnavailable as exc:
+            reason, detail = "waiting for the journal to answer", f": {exc}"
+            signals.requested.wait(0.5)
+        if reason not in noted:  # once each, not once a poll
+            noted.add(reason)
+            logger.info("%s%s", reason, detail)
+
+
 def _run(
     system: ActorSystem,
     options: WorkerOptions,
@@ -243,8 +268,7 @@ def _run(
         journal.close()
         return EXIT_UNAVAILABLE
     try:
-        # The Dispatcher answers once it has recovered: "running" means running.
-        system.stats()
+        _wait_recovered(system, signals)
     except Exception as exc:
         logger.error("the actor system did not come up: %s", system.failure or exc)
         system.stop(timeout=0)
