@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from actorq import ActorSystem, Backoff, JobStatus, RestartPolicy, current_job
+from actorq import ActorSystem, Backoff, JobHandle, JobStatus, RestartPolicy, current_job
 
 
 @dataclass
@@ -114,10 +114,14 @@ def run_demo(
         return summary
 
 
-def _submit_workload(system: ActorSystem, jobs: int) -> list:  # type: ignore[type-arg]
-    handles = []
+def _submit_workload(system: ActorSystem, jobs: int) -> list[JobHandle]:
+    """Submit exactly `jobs` jobs: every 25th regular job is followed by a delayed report,
+    and two crunch jobs (one overruns its timeout) close the batch."""
+    handles: list[JobHandle] = []
     kinds = ["thumbnail"] * 5 + ["fetch"] * 3 + ["charge"] * 2
-    for i in range(jobs - 2):
+    regular = jobs - 2
+    i = 0
+    while len(handles) < regular:
         kind = kinds[i % len(kinds)]
         if kind == "thumbnail":
             handles.append(system.submit("thumbnail", 640 + i, 480))
@@ -125,8 +129,9 @@ def _submit_workload(system: ActorSystem, jobs: int) -> list:  # type: ignore[ty
             handles.append(system.submit("fetch", f"https://example.test/{i}"))
         else:
             handles.append(system.submit("charge", i // 10, 100 + i))
-        if i % 25 == 0:
+        if i % 25 == 0 and len(handles) < regular:
             handles.append(system.submit("report", i, delay=0.2 + (i % 100) / 100))
+        i += 1
     handles.append(system.submit("crunch", 0))
     handles.append(system.submit("crunch", 10_000))
     return handles

@@ -20,11 +20,12 @@
         ├── UnknownEventVersion     an event's schema version is not known
         ├── SequenceConflict        an append did not follow the last sequence
         ├── JournalFenced           another owner holds this journal
-        └── JournalUnavailable      the backend cannot be reached
+        ├── JournalUnavailable      the backend cannot be reached
+        └── InvalidJournalURL       a journal URL with an unknown scheme or malformed
 
-`UnknownTask`, `InvalidSubmission`, `UnknownQueue` and `NotSerializable` also
-derive from the builtin they refine (`LookupError`, `ValueError`, `TypeError`)
-so that callers catching the builtin keep working.
+`UnknownTask`, `InvalidSubmission`, `UnknownQueue`, `NotSerializable` and
+`InvalidJournalURL` also derive from the builtin they refine (`LookupError`,
+`ValueError`, `TypeError`) so that callers catching the builtin keep working.
 """
 
 from __future__ import annotations
@@ -154,3 +155,16 @@ class JournalFenced(JournalError):
 
 class JournalUnavailable(JournalError):
     """The journal backend cannot be reached right now."""
+
+
+class InvalidJournalURL(JournalError, ValueError):
+    """A journal argument names no backend, or names one in a form it cannot read.
+
+    `url` is the argument with any password replaced by ``***``: the message
+    is shown and logged, and must never carry a secret.
+    """
+
+    def __init__(self, url: str, reason: str, accepted: str) -> None:
+        super().__init__(f"invalid journal {url!r}: {reason}; accepted: {accepted}")
+        self.url = url
+        self.reason = reason

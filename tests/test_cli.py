@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -167,6 +168,11 @@ def test_submit_wait_and_status(worker: Worker) -> None:
     table = worker.run("status", job_id)
     assert table.returncode == 0
     assert "succeeded" in table.stdout
+    # Times are ISO 8601 with their zone and how long ago; no raw epoch floats.
+    iso = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d \(.+ ago\)"
+    assert re.search(rf"created_at\s+{iso}", table.stdout), table.stdout
+    assert re.search(r"ran for\s+\d+(\.\d)? m?s", table.stdout), table.stdout
+    assert not re.search(r"\d{10}\.\d", table.stdout)
 
 
 def test_a_failed_job_goes_to_the_dlq_and_can_be_retried_and_purged(worker: Worker) -> None:
@@ -228,6 +234,14 @@ def test_exit_codes(worker: Worker) -> None:
     assert worker.run("submit", "add", "[1, 2]", "--priority", "1000").returncode == 2
     assert worker.run("queues", ACTORQ_API_TOKEN="wrong").returncode == 2
     assert worker.run("queues", "--url", f"http://127.0.0.1:{free_port()}").returncode == 3
+    not_a_url = worker.run("queues", "--url", "not-a-url")
+    assert not_a_url.returncode == 2
+    assert "--url" in not_a_url.stderr
+    long_name = "no-such-task-" + "x" * 200
+    refused = worker.run("submit", long_name)
+    assert refused.returncode == 2
+    # Not on a terminal: one line per message, never wrapped at 80 columns.
+    assert [line for line in refused.stderr.splitlines() if long_name in line], refused.stderr
     assert worker.run("dlq", "purge").returncode == 2  # all of them needs --yes here
     bad_target = worker.run("worker", "tests.cli_app:nothing_here")
     assert bad_target.returncode == 2

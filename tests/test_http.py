@@ -197,13 +197,38 @@ def test_routes_need_the_token(served: Served) -> None:
                 ("POST", "/dlq/x/retry"),
                 ("DELETE", "/dlq/x"),
                 ("DELETE", "/dlq"),
-                ("GET", "/readyz"),
+                ("GET", "/openapi.json"),
+                ("GET", "/docs"),
             ]:
                 response = c.request(method, path, json={"task": "add"})
                 assert_problem(response, 401)
                 assert response.headers["www-authenticate"].startswith("Bearer")
         assert anonymous.get("/healthz").status_code == 200
     assert served.system.stats()["statuses"]["queued"] == 0
+
+
+def test_probes_answer_without_the_token_and_to_head(served: Served) -> None:
+    """Kubernetes probes send no credentials: /healthz and /readyz answer GET and HEAD anyway."""
+    with served.client(token=None) as anonymous:
+        for path in ("/healthz", "/readyz"):
+            assert anonymous.get(path).status_code == 200, path
+            head = anonymous.head(path)
+            assert (head.status_code, head.content) == (200, b""), path
+        served.system.stop(timeout=5)
+        assert anonymous.head("/readyz").status_code == 503
+
+
+def test_public_docs_opens_the_openapi_document_and_only_it() -> None:
+    """With public_docs, /openapi.json and /docs answer without the token; the API does not."""
+    with served_system() as s:
+        server = serve(s.system, "127.0.0.1", 0, TOKEN, public_docs=True)
+        try:
+            with httpx.Client(base_url=server.url, timeout=10) as anonymous:
+                assert anonymous.get("/openapi.json").json()["info"]["title"] == "actorq"
+                assert "swagger" in anonymous.get("/docs").text.lower()
+                assert anonymous.get("/queues").status_code == 401
+        finally:
+            server.stop()
 
 
 def test_healthz_and_readyz(served: Served, client: httpx.Client) -> None:

@@ -42,7 +42,7 @@ def served() -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def schema(served: Served) -> schemathesis.BaseSchema:
-    loaded = schemathesis.openapi.from_url(f"{served.url}/openapi.json")
+    loaded = schemathesis.openapi.from_url(f"{served.url}/openapi.json", headers=AUTH)
     loaded.config.update(base_url=served.url)
     return loaded
 

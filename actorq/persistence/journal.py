@@ -16,9 +16,9 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import parse_qsl
 
 from actorq.errors import SequenceConflict
+from actorq.persistence.url import parse_journal_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,20 +111,20 @@ def open_journal(spec: str | Journal | None) -> Journal:
     - a directory path or ``file:///dir[?fsync=always|batch|never]``: `FileJournal`;
     - ``redis://[:password@]host:port/db[?namespace=N&lease=S&claim_wait=S]``
       (also ``rediss://``, ``unix://``): `RedisJournal`.
+
+    Anything else raises `InvalidJournalURL` before a file or connection is opened.
     """
-    if spec is None or spec == "memory":
+    if spec is None:
         return MemoryJournal()
     if not isinstance(spec, str):
         return spec
-    if spec.startswith(("redis://", "rediss://", "unix://")):
+    url = parse_journal_url(spec)
+    if url.kind == "memory":
+        return MemoryJournal()
+    if url.kind == "redis":
         from actorq.persistence.redis import RedisJournal
 
         return RedisJournal.from_url(spec)
     from actorq.persistence.file import FileJournal
 
-    path, _, query = spec.removeprefix("file://").partition("?")
-    options = dict(parse_qsl(query))
-    unknown = set(options) - {"fsync"}
-    if unknown:
-        raise ValueError(f"unknown file journal options: {', '.join(sorted(unknown))}")
-    return FileJournal(path, fsync=options.get("fsync", "always"))  # type: ignore[arg-type]
+    return FileJournal(url.path, fsync=url.fsync)

@@ -15,6 +15,12 @@ Keys, for namespace N and persistence id P:
 - ``N:snapshot:P``: encoded ``{"seq", "state"}``; ``N:last:P``: last sequence.
 - ``N:owner``: owner token, expiring after the lease unless refreshed.
 
+A process restarted after a crash finds its predecessor's lease still in Redis.
+The constructor waits for it to run out (``claim_wait``, by default twice the
+lease), logging once what it waits for; an owner that is alive renews its lease
+every fifth of it, and the renewal seen while waiting refuses the claim at once
+(`JournalFenced`) instead of at the end of the wait.
+
 Connection errors are retried with exponential backoff for ``retry_for`` seconds
 (each attempt is also bounded by the client's socket timeout), then raise
 `JournalUnavailable`. An append retried after its first attempt landed, its reply
@@ -38,9 +44,16 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.typing import EncodableT
 
-from actorq.errors import JournalCorrupted, JournalFenced, JournalUnavailable, SequenceConflict
+from actorq.errors import (
+    InvalidJournalURL,
+    JournalCorrupted,
+    JournalFenced,
+    JournalUnavailable,
+    SequenceConflict,
+)
 from actorq.persistence.codec import decode, decode_batch_at, encode, encode_batch
 from actorq.persistence.journal import Snapshot
+from actorq.persistence.url import ACCEPTED, parse_journal_url, redact
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +63,15 @@ _PAGE = 1000
 _TIMING = ("lease", "retry_for", "claim_wait")
 _TRANSIENT = (redis.ConnectionError, redis.TimeoutError, TimeoutError)
 
-# Returns the holder's token; takes the key if it is free or already ours.
+# Returns the holder's token and its lease's time to live in ms; takes the key
+# if it is free or already ours.
 _CLAIM = """
 local holder = redis.call('GET', KEYS[1])
 if holder == false or holder == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return ARGV[1]
+  return {ARGV[1], tonumber(ARGV[2])}
 end
-return holder
+return {holder, redis.call('PTTL', KEYS[1])}
 """
 
 _RELEASE = """
@@ -107,8 +121,12 @@ class RedisJournal:
 
     Construction claims the namespace or raises `JournalFenced` while another
     live owner holds it; a crashed owner's lease expires after `lease` seconds.
-    An explicit `owner` token lets a restarted process reclaim its own lease at
-    once; never give one token to two live journals. The heartbeat runs in a
+    A successor waits up to `claim_wait` seconds (default: twice the lease) for
+    a crashed owner's lease to run out, and is refused as soon as the holder
+    renews its lease, which only a live owner does. An explicit `owner` token
+    lets a restarted process reclaim its own lease at once; never give one token
+    to two live journals. `monotonic` and `sleep` time the claim and the
+    retries (tests pass a fake clock). The heartbeat runs in a
     daemon thread that `close` stops. Give a client with
     ``decode_responses=False`` and without redis-py's own retries (as `from_url`
     builds), so that `retry_for` alone bounds how long a call may try.
@@ -122,7 +140,9 @@ class RedisJournal:
         owner: str | None = None,
         retry_for: float = 5.0,
         lease: float = 10.0,
-        claim_wait: float = 0.0,
+        claim_wait: float | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("RedisJournal needs a client with decode_responses=False")
@@ -133,6 +153,8 @@ class RedisJournal:
         self._token = (owner or uuid.uuid4().hex).encode()
         self._retry_for = retry_for
         self._lease = lease
+        self._monotonic = monotonic
+        self._sleep = sleep
         self._owner_key = f"{namespace}:owner"
         self._where = _describe(client)
         self._claim = client.register_script(_CLAIM)
@@ -142,21 +164,52 @@ class RedisJournal:
         self._closed = False
         self._owns_client = False
         self._stop = threading.Event()
-        # A successor started right after its predecessor died may wait out the old lease.
-        give_up = time.monotonic() + claim_wait
-        while (holder := self._retrying("claiming", self._claim_owner)) != self._token:
-            if time.monotonic() < give_up:
-                time.sleep(min(0.1, lease / 10))
-                continue
-            raise JournalFenced(
-                f"the Redis journal namespace {namespace!r} at {self._where} is owned by"
-                f" {holder.decode(errors='replace')}; it is free once that owner closes"
-                f" or its {lease:g} s lease runs out"
-            )
+        self._take_ownership(2 * lease if claim_wait is None else claim_wait)
         self._heartbeat = threading.Thread(
             target=self._beat, name=f"actorq-lease:{namespace}", daemon=True
         )
         self._heartbeat.start()
+
+    def __repr__(self) -> str:
+        return f"RedisJournal(namespace={self._namespace!r}, at={self._where!r})"
+
+    def _take_ownership(self, claim_wait: float) -> None:
+        give_up = self._monotonic() + claim_wait
+        waiting = False
+        previous_ttl: int | None = None
+        while True:
+            holder, ttl = self._retrying("claiming", self._claim_owner)
+            if holder == self._token:
+                if waiting:
+                    log.info("took over namespace %r at %s", self._namespace, self._where)
+                return
+            name = holder.decode(errors="replace")
+            if previous_ttl is not None and ttl > previous_ttl:
+                raise JournalFenced(
+                    f"the Redis journal namespace {self._namespace!r} at {self._where} is owned"
+                    f" by {name}, which is alive (it renewed its lease); it is free once that"
+                    " owner closes"
+                )
+            left = give_up - self._monotonic()
+            if left <= 0:
+                raise JournalFenced(
+                    f"the Redis journal namespace {self._namespace!r} at {self._where} is owned"
+                    f" by {name}; it is free once that owner closes or its {self._lease:g} s"
+                    f" lease runs out (waited {claim_wait:g} s)"
+                )
+            if not waiting:
+                waiting = True
+                log.warning(
+                    "namespace %r at %s is held by %s, whose lease ends in %.1f s unless renewed:"
+                    " waiting up to %.1f s for it to run out (a crashed owner's lease does)",
+                    self._namespace,
+                    self._where,
+                    name,
+                    max(ttl, 0) / 1000,
+                    left,
+                )
+            previous_ttl = ttl
+            self._sleep(min(0.1, self._lease / 10, left))
 
     @classmethod
     def from_url(cls, url: str, *, owner: str | None = None, **timing: float) -> RedisJournal:
@@ -164,27 +217,39 @@ class RedisJournal:
 
         Query options ``namespace``, ``lease``, ``retry_for`` and ``claim_wait`` (seconds)
         are the journal's, keyword arguments override them; other options go to redis-py.
+        A URL that cannot be read raises `InvalidJournalURL`, showing it without its password.
         """
+        parse_journal_url(url)
         base, _, query = url.partition("?")
         options = parse_qsl(query, keep_blank_values=True)
         ours = {k: v for k, v in options if k in ("namespace", *_TIMING)}
         namespace = ours.pop("namespace", "actorq")
-        try:
-            timing = {k: float(v) for k, v in ours.items()} | timing
-        except ValueError as exc:
-            raise ValueError(f"a RedisJournal timing option is not a number: {exc}") from None
+        timing = {k: float(v) for k, v in ours.items()} | timing
         if unknown := set(timing) - set(_TIMING):
             raise TypeError(f"unknown RedisJournal options: {sorted(unknown)}")
         rest = urlencode([(k, v) for k, v in options if k not in ("namespace", *_TIMING)])
-        client = redis.Redis.from_url(
-            f"{base}?{rest}" if rest else base,
-            decode_responses=False,
-            retry=Retry(NoBackoff(), 0),  # our own loop retries, bounded by retry_for
-            socket_connect_timeout=2.0,
-            socket_timeout=5.0,
-        )
         try:
-            journal = cls(client, namespace=namespace, owner=owner, **timing)
+            client = redis.Redis.from_url(
+                f"{base}?{rest}" if rest else base,
+                decode_responses=False,
+                retry=Retry(NoBackoff(), 0),  # our own loop retries, bounded by retry_for
+                socket_connect_timeout=2.0,
+                socket_timeout=5.0,
+            )
+        except (ValueError, TypeError) as exc:
+            raise InvalidJournalURL(redact(url), redact(str(exc)), ACCEPTED) from None
+        try:
+            journal = cls(
+                client,
+                namespace=namespace,
+                owner=owner,
+                lease=timing.get("lease", 10.0),
+                retry_for=timing.get("retry_for", 5.0),
+                claim_wait=timing.get("claim_wait"),
+            )
+        except ValueError as exc:
+            client.close()
+            raise InvalidJournalURL(redact(url), str(exc), ACCEPTED) from None
         except BaseException:
             client.close()
             raise
@@ -282,9 +347,9 @@ class RedisJournal:
         if self._closed:
             raise JournalUnavailable(f"the RedisJournal {self._namespace!r} is closed")
 
-    def _claim_owner(self) -> bytes:
-        holder = self._claim(keys=[self._owner_key], args=[self._token, self._lease_ms])
-        return bytes(holder)
+    def _claim_owner(self) -> tuple[bytes, int]:
+        holder, ttl = self._claim(keys=[self._owner_key], args=[self._token, self._lease_ms])
+        return bytes(holder), int(ttl)
 
     def _write(self, what: str, call: Callable[[], Any], persistence_id: str, seq: int) -> None:
         """Run a write script; map its error replies to our exceptions."""
@@ -304,19 +369,19 @@ class RedisJournal:
             raise JournalUnavailable(f"{what}: Redis at {self._where} refused: {exc}") from exc
 
     def _retrying(self, what: str, call: Callable[[], T]) -> T:
-        deadline = time.monotonic() + self._retry_for
+        deadline = self._monotonic() + self._retry_for
         delay = 0.02
         while True:
             try:
                 return call()
             except _TRANSIENT as exc:
-                if time.monotonic() + delay > deadline:
+                if self._monotonic() + delay > deadline:
                     raise JournalUnavailable(
                         f"Redis at {self._where} did not answer {what} within"
                         f" {self._retry_for:g} s: {exc}"
                     ) from exc
                 log.debug("retrying %s in %.2f s: %s", what, delay, exc)
-                time.sleep(delay)
+                self._sleep(delay)
                 delay = min(delay * 2, 0.5)
             except redis.ResponseError:
                 raise  # an answer, not a failure to answer: the caller reads it
@@ -354,7 +419,7 @@ class RedisJournal:
         lost = False
         while not self._stop.wait(self._lease / 5):
             try:
-                holder = self._claim_owner()
+                holder, _ = self._claim_owner()
             except (redis.RedisError, OSError) as exc:
                 log.warning("lease refresh for %r failed: %s", self._owner_key, exc)
                 continue

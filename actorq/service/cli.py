@@ -1,6 +1,8 @@
 """The `actorq` command line: run a worker, and talk to a running one over HTTP.
 
-`worker` and `serve` run a user's ActorSystem in this process (`runner.py`);
+`worker` and `serve` run a user's ActorSystem in this process (`runner.py`),
+on a file journal in ``$ACTORQ_STATE_DIR`` (default ``./actorq-state``)
+unless `--journal` says otherwise;
 `submit`, `status`, `dlq` and `queues` are clients of a running system's
 HTTP API (`--url`, default http://127.0.0.1:8000 or $ACTORQ_URL; token from
 --token or $ACTORQ_API_TOKEN). `demo` runs a self-contained demonstration.
@@ -24,12 +26,16 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from actorq.errors import InvalidJournalURL
+from actorq.persistence.url import parse_journal_url, redact
 from actorq.service.client import EXIT_FAILED, EXIT_USAGE, Client, CommandFailed
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,8 +53,10 @@ EXIT_TIMEOUT = 4
 TERMINAL = {"succeeded", "dead", "cancelled"}
 _KINDS: dict[type, str] = {list: "array", dict: "object"}
 
+# soft_wrap: a message is one line however wide, so that a log collector or a
+# terminal wraps it, not rich at 80 columns when stderr is not a terminal.
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _fail(code: int, message: str) -> click.exceptions.Exit:
@@ -71,6 +79,7 @@ def client_command(fn: F) -> F:
     )
     @functools.wraps(fn)
     def wrapper(url: str, token: str | None, **kwargs: Any) -> Any:
+        _check_url(url)
         try:
             with Client(url, token) as client:
                 return fn(client, **kwargs)
@@ -78,6 +87,18 @@ def client_command(fn: F) -> F:
             raise _fail(exc.code, exc.message) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _check_url(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (reading it validates it)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(
+            f"expected http(s)://HOST[:PORT], not {redact(url)!r}", param_hint="--url"
+        )
 
 
 def _json_value(text: str, what: str, kind: type) -> Any:
@@ -103,11 +124,21 @@ def main() -> None:
     """actorq: an actor-model job system on pykka."""
 
 
+def _check_journal(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        try:
+            parse_journal_url(value)
+        except InvalidJournalURL as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
 @main.command(epilog=EXIT_CODES)
 @click.option("--jobs", default=300, show_default=True, type=click.IntRange(min=10))
 @click.option(
     "--journal",
     default=None,
+    callback=_check_journal,
     help="memory, a directory or a URL [default: a new temporary directory (file journal)].",
 )
 def demo(jobs: int, journal: str | None) -> None:
@@ -120,7 +151,13 @@ def demo(jobs: int, journal: str | None) -> None:
 def _worker_options(fn: F) -> F:
     options = [
         click.argument("target", metavar="MODULE:ATTR"),
-        click.option("--journal", help="Override the journal: memory, a path, or redis://..."),
+        click.option(
+            "--journal",
+            envvar="ACTORQ_JOURNAL",
+            callback=_check_journal,
+            help="memory, a directory, file:///dir or redis://... [env: ACTORQ_JOURNAL;"
+            " default: a file journal in $ACTORQ_STATE_DIR, else ./actorq-state].",
+        ),
         click.option("--workers", type=click.IntRange(min=1), help="Override the worker count."),
         click.option("--queues", help="Override the queues, in order: a,b,c."),
         click.option(
@@ -135,6 +172,12 @@ def _worker_options(fn: F) -> F:
         ),
         click.option("--metrics/--no-metrics", default=True, help="Prometheus metrics (on)."),
         click.option("--access-log", is_flag=True, help="Log every HTTP request."),
+        click.option(
+            "--public-docs",
+            is_flag=True,
+            envvar="ACTORQ_PUBLIC_DOCS",
+            help="Serve /openapi.json and /docs without the token (they need it by default).",
+        ),
         click.option(
             "--log-level",
             default="info",
@@ -178,20 +221,29 @@ def _worker(
     grace: float,
     metrics: bool,
     access_log: bool,
+    public_docs: bool,
     log_level: str,
 ) -> None:
     import logging
 
     from rich.logging import RichHandler
 
-    from actorq.service.runner import LoadError, WorkerOptions, configure, load_system, run_worker
+    from actorq.service.runner import (
+        LoadError,
+        RedactingFormatter,
+        WorkerOptions,
+        configure,
+        load_system,
+        run_worker,
+    )
 
     if err.is_terminal:
         handler: logging.Handler = RichHandler(console=err, show_path=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        plain = logging.Formatter("%(message)s")
     else:  # a log file or collector: one plain line per record, not a wrapped table
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        plain = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(RedactingFormatter(plain, secrets=(token or "",)))
     logging.basicConfig(level=log_level.upper(), handlers=[handler])
     options = WorkerOptions(
         journal=journal,
@@ -202,6 +254,7 @@ def _worker(
         grace=grace,
         metrics=metrics,
         access_log=access_log,
+        public_docs=public_docs,
     )
     try:
         system = load_system(target)
@@ -313,9 +366,39 @@ def status(client: Client, job_id: str, as_json: bool) -> None:
     table = Table(show_header=False, box=None)
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")
+    now = time.time()
     for key, value in job.items():
-        table.add_row(f"[bold]{key}[/bold]", _cell(value))
+        cell = _when(value, now) if key in _TIMES and value is not None else _cell(value)
+        table.add_row(f"[bold]{key}[/bold]", cell)
+    if job.get("started_at") is not None and job.get("finished_at") is not None:
+        table.add_row("[bold]ran for[/bold]", _duration(job["finished_at"] - job["started_at"]))
     out.print(table)
+
+
+_TIMES = ("created_at", "run_at", "started_at", "finished_at")
+
+
+def _when(epoch: float, now: float) -> str:
+    """ISO 8601 in the local zone, with how long ago (or how soon) it is."""
+    stamp = datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
+    delta = now - epoch
+    relative = f"{_duration(delta)} ago" if delta >= 0 else f"in {_duration(-delta)}"
+    return f"{stamp} ({relative})"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
 
 
 def _cell(value: Any) -> str:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from actorq.persistence.url import redact_text
+
 if TYPE_CHECKING:
     import httpx
 
@@ -31,9 +33,12 @@ class Client:
     def __init__(self, url: str, token: str | None, timeout: float = 30.0) -> None:
         import httpx
 
-        self.url = url.rstrip("/")
+        self.url = url.rstrip("/")  # shown only through redact_text: it may hold a password
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def __repr__(self) -> str:
+        return f"Client({redact_text(self.url)!r})"
 
     def __enter__(self) -> Client:
         return self
@@ -48,7 +53,8 @@ class Client:
         try:
             response = self._http.request(method, path, json=json)
         except httpx.TransportError as exc:
-            raise CommandFailed(EXIT_UNAVAILABLE, f"cannot reach {self.url}: {exc}") from exc
+            message = redact_text(f"cannot reach {self.url}: {exc}")
+            raise CommandFailed(EXIT_UNAVAILABLE, message) from exc
         if response.is_success:
             return response.json()
         raise CommandFailed(_exit_code(response.status_code), _describe(response))

@@ -16,9 +16,11 @@ Routes (all JSON; errors are RFC 9457 problem details, see http_problems):
     POST   /dlq/{id}/retry     run a dead job again (404 unknown)
     DELETE /dlq/{id}           forget one dead job (404 unknown)
     DELETE /dlq                forget all dead jobs
-    GET    /healthz            200 while the process serves (no auth)
+    GET    /healthz            200 while the process serves (no auth; HEAD too)
     GET    /readyz             200 when running, journal reachable, supervisor healthy; else 503
+                               (no auth; HEAD too)
     GET    /metrics            Prometheus text format (no auth; 404 without a PrometheusObserver)
+    GET    /openapi.json       the OpenAPI document, and /docs its Swagger UI
 
 Refusals: an unknown task, unknown queue, out-of-range option or argument
 msgpack cannot encode is 422 (the request is well-formed but names
@@ -27,9 +29,14 @@ resource in the URL); malformed JSON 400; a body over the limit 413;
 Backpressure 503 with Retry-After; a stopped system 503. The facade
 validates before it sends anything, so none of them creates a job.
 
-With a token, every route but /healthz, /metrics and the OpenAPI document
-needs ``Authorization: Bearer <token>`` (401 with WWW-Authenticate
-otherwise; compared in constant time).
+With a token, every route but the probes and /metrics needs
+``Authorization: Bearer <token>`` (401 with WWW-Authenticate otherwise;
+compared in constant time). The probes stay open because Kubernetes and load
+balancers send no credentials, and they tell nothing but "up" and "ready".
+/openapi.json and /docs need the token too unless `public_docs` is set: the
+document names the exact version, which is all an attacker needs to look up
+its known flaws, and an operator who sets a token expects the API closed.
+A browser cannot send a bearer header, so browsing /docs needs `public_docs`.
 """
 
 from __future__ import annotations
@@ -39,9 +46,10 @@ import logging
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Security
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, TypeAdapter
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from actorq.errors import JobNotFound
 from actorq.job import JobStatus
@@ -94,14 +102,23 @@ _DESCRIBE = {
 }
 
 
-def create_app(system: ActorSystem, token: str | None = None) -> FastAPI:
-    """Build the API over `system` (which may be started later); `token` enables bearer auth."""
+def create_app(
+    system: ActorSystem, token: str | None = None, *, public_docs: bool = False
+) -> FastAPI:
+    """Build the API over `system` (which may be started later); `token` enables bearer auth.
+
+    With a token, /openapi.json and /docs need it as well unless `public_docs`.
+    """
     from actorq import __version__
 
+    guard_docs = token is not None and not public_docs
     app = FastAPI(
         title="actorq",
         version=__version__,
         description="Submit and inspect jobs of an actorq ActorSystem.",
+        openapi_url=None if guard_docs else "/openapi.json",
+        docs_url=None if guard_docs else "/docs",
+        redoc_url=None if guard_docs else "/redoc",
     )
     install_problem_handlers(app)
     app.add_middleware(BodyLimit, limit=2 * system.max_payload_bytes + ENVELOPE_MARGIN)
@@ -188,15 +205,41 @@ def create_app(system: ActorSystem, token: str | None = None) -> FastAPI:
     def purge_all() -> Response:
         return _json(Purged(purged=system.purge_dead()))
 
-    @guarded.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
     def readyz() -> Response:
-        """Ready: running, the journal answers, and no supervisor gave up."""
+        """Ready: running, the journal answers, and no supervisor gave up. No token needed."""
         return _readiness(system)
 
-    @app.get("/healthz", response_model=Health)
     async def healthz() -> Health:
-        """Alive: answers while the process serves."""
+        """Alive: answers while the process serves. No token needed."""
         return Health(status="alive")
+
+    for method in ("GET", "HEAD"):  # one route per method: each needs its own operation id
+        suffix = "" if method == "GET" else "_head"
+        app.add_api_route(
+            "/readyz",
+            readyz,
+            methods=[method],
+            response_model=Readiness,
+            responses={503: {"model": Readiness}},
+            operation_id=f"readyz{suffix}",
+        )
+        app.add_api_route(
+            "/healthz",
+            healthz,
+            methods=[method],
+            response_model=Health,
+            operation_id=f"healthz{suffix}",
+        )
+
+    if guard_docs:
+
+        @guarded.get("/openapi.json", include_in_schema=False)
+        def openapi() -> JSONResponse:
+            return JSONResponse(app.openapi())
+
+        @guarded.get("/docs", include_in_schema=False)
+        def docs() -> HTMLResponse:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title="actorq API")
 
     @app.get(
         "/metrics",
@@ -283,6 +326,7 @@ def serve(
     token: str | None = None,
     *,
     access_log: bool = False,
+    public_docs: bool = False,
     startup_timeout: float = 10.0,
 ) -> Server:
     """Serve `create_app(system, token)` on a uvicorn thread; returns once it listens.
@@ -297,5 +341,5 @@ def serve(
             "submit and cancel jobs (set --token / ACTORQ_API_TOKEN)",
             host,
         )
-    app = create_app(system, token)
+    app = create_app(system, token, public_docs=public_docs)
     return Server.start(app, host, port, access_log=access_log, startup_timeout=startup_timeout)

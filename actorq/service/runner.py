@@ -5,6 +5,16 @@ host program, which owns signals and the process's exit; a worker process
 is a host program whose only job is the system, and that policy (signal
 handling, exit codes, option overrides) lives here, next to the CLI.
 
+The journal: `--journal` (or ``ACTORQ_JOURNAL``) if given; else the journal
+the system was built with, unless that is the in-memory one; else a file
+journal in the state directory (``ACTORQ_STATE_DIR``, default
+``./actorq-state``). A worker is a deployment, and a deployment that loses its
+accepted jobs on every restart must ask for it (``--journal memory``). The
+journal is opened and its logs' ends read before any actor starts, so a journal
+that cannot be recovered (`JournalCorrupted`) fails once, with one message,
+instead of crashing the Dispatcher through its supervisor's restarts; and a
+process restarted after a crash waits here for a Redis owner lease to run out.
+
 Shutdown: the first SIGTERM or SIGINT stops accepting and lets running jobs
 finish for up to the grace period (`system.stop(timeout=grace)`); a second
 SIGINT exits at once with 130 (jobs cut short run again after a restart
@@ -19,10 +29,14 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from actorq.errors import InvalidJournalURL, JournalError, JournalUnavailable
+from actorq.persistence.journal import Journal, open_journal
+from actorq.persistence.url import parse_journal_url, redact_text
 from actorq.system import ActorSystem
 
 if TYPE_CHECKING:
@@ -30,7 +44,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 3, 130
+EXIT_OK, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 2, 3, 130
+
+STATE_DIR_ENV = "ACTORQ_STATE_DIR"
+DEFAULT_STATE_DIR = "actorq-state"
+# The persistent actors whose logs a worker reads before it starts them.
+PERSISTENCE_IDS = ("dispatcher", "deadletter")
 
 
 class LoadError(Exception):
@@ -43,10 +62,49 @@ class WorkerOptions:
     workers: int | None = None
     queues: tuple[str, ...] | None = None
     http: tuple[str, int] | None = None
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     grace: float = 30.0
     metrics: bool = True
     access_log: bool = False
+    public_docs: bool = False
+
+
+def state_dir() -> Path:
+    """Where a worker keeps its file journal unless told otherwise."""
+    return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR).absolute()
+
+
+def worker_journal(system: ActorSystem, override: str | None) -> str | Journal:
+    """The journal a worker runs `system` on (see the module docstring for the order)."""
+    if override is not None:
+        return override
+    spec = system.journal_spec
+    if not isinstance(spec, str) or spec != "memory":
+        return spec
+    return str(state_dir())
+
+
+def describe_journal(spec: str | Journal) -> str:
+    if not isinstance(spec, str):
+        return repr(spec)
+    kind = parse_journal_url(spec).kind
+    if kind == "memory":
+        return "memory (jobs do not survive a restart)"
+    if kind == "file":
+        return f"file journal in {spec}"
+    return redact_text(spec)
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats with `inner`, then masks URL passwords and the given secrets."""
+
+    def __init__(self, inner: logging.Formatter, secrets: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self._inner = inner
+        self._secrets = tuple(s for s in secrets if s)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(self._inner.format(record), self._secrets)
 
 
 def load_system(target: str) -> ActorSystem:
@@ -81,7 +139,7 @@ def configure(system: ActorSystem, options: WorkerOptions) -> None:
     """Apply command-line overrides to a system that is not started yet."""
     if options.workers is not None and options.workers < 1:
         raise LoadError("--workers must be at least 1")
-    system.configure(workers=options.workers, queues=options.queues, journal=options.journal)
+    system.configure(workers=options.workers, queues=options.queues)
     if options.queues is not None:
         for task in system.tasks.values():
             if task.options.queue is not None and task.options.queue not in options.queues:
@@ -126,20 +184,94 @@ class StopSignals:
             signal.signal(sig, handler)
 
 
+def open_worker_journal(spec: str | Journal) -> Journal:
+    """Open the journal and read where each persistent actor's log ends.
+
+    Reading the ends is what the actors would do first; here a failure is one
+    error rather than a crash loop. For the file journal it checks every
+    record's checksum, and the actors reuse the scan.
+    """
+    journal = open_journal(spec)
+    try:
+        for persistence_id in PERSISTENCE_IDS:
+            journal.last_seq(persistence_id)
+    except BaseException:
+        journal.close()
+        raise
+    return journal
+
+
 def run_worker(system: ActorSystem, options: WorkerOptions) -> int:
     """Start `system` (and its HTTP API), block until a signal, stop; returns the exit code."""
+    spec = worker_journal(system, options.journal)
+    if options.journal is None and system.journal_spec == "memory":
+        logger.info(
+            "the system names no durable journal; as a worker it keeps its jobs in %s"
+            " (--journal memory keeps them in memory, lost at every restart)",
+            spec,
+        )
+    logger.info("journal: %s", describe_journal(spec))
+    try:
+        journal = open_worker_journal(spec)
+    except InvalidJournalURL as exc:
+        logger.error("%s", exc)
+        return EXIT_USAGE
+    except (JournalError, OSError) as exc:
+        logger.error("the journal cannot be opened: %s", exc)
+        return EXIT_UNAVAILABLE
+    system.configure(journal=journal)
+    # Installed only now: while a restarted worker waits out a dead owner's
+    # lease, SIGTERM and Ctrl-C end it at once, as they do any process.
     signals = StopSignals()
     try:
-        return _run(system, options, signals)
+        return _run(system, options, signals, spec, journal)
     finally:
         signals.restore()
 
 
-def _run(system: ActorSystem, options: WorkerOptions, signals: StopSignals) -> int:
+def _wait_recovered(system: ActorSystem, signals: StopSignals) -> None:
+    """Return once the Dispatcher answers, which it does once it has recovered.
+
+    "running" in the log then means running. A long replay is waited for,
+    and so is a journal backend that is away (the actors wait for it too).
+    """
+    import pykka
+
+    noted: set[str] = set()
+    while not signals.requested.is_set():
+        if system.failure is not None:
+            raise system.failure
+        try:
+            system.stats()
+            return
+        except pykka.Timeout:
+            reason, detail = "still recovering the journal", ""
+        except JournalUnavailable as exc:
+            reason, detail = "waiting for the journal to answer", f": {exc}"
+            signals.requested.wait(0.5)
+        if reason not in noted:  # once each, not once a poll
+            noted.add(reason)
+            logger.info("%s%s", reason, detail)
+
+
+def _run(
+    system: ActorSystem,
+    options: WorkerOptions,
+    signals: StopSignals,
+    spec: str | Journal,
+    journal: Journal,
+) -> int:
     try:
         system.start()
     except Exception as exc:
         logger.error("the actor system could not start: %s", exc)
+        journal.close()
+        return EXIT_UNAVAILABLE
+    try:
+        _wait_recovered(system, signals)
+    except Exception as exc:
+        logger.error("the actor system did not come up: %s", system.failure or exc)
+        system.stop(timeout=0)
         return EXIT_UNAVAILABLE
     server: Server | None = None
     if options.http is not None:
@@ -147,7 +279,14 @@ def _run(system: ActorSystem, options: WorkerOptions, signals: StopSignals) -> i
 
         host, port = options.http
         try:
-            server = serve(system, host, port, options.token, access_log=options.access_log)
+            server = serve(
+                system,
+                host,
+                port,
+                options.token,
+                access_log=options.access_log,
+                public_docs=options.public_docs,
+            )
         except (OSError, TimeoutError) as exc:
             logger.error("%s", exc)
             system.stop(timeout=options.grace)
@@ -156,7 +295,7 @@ def _run(system: ActorSystem, options: WorkerOptions, signals: StopSignals) -> i
         "actorq worker running: %d workers, queues %s, journal %s%s",
         system.worker_count,
         ",".join(system.queues),
-        system.journal_spec if isinstance(system.journal_spec, str) else "(object)",
+        describe_journal(spec),
         f", HTTP API on {server.url}" if server is not None else "",
     )
     code = EXIT_OK
