@@ -23,7 +23,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 import msgpack
 import pykka
@@ -61,7 +61,8 @@ from actorq.tasks import DELIVERIES, Delivery, Task, TaskOptions
 
 logger = logging.getLogger(__name__)
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 PRIORITY_MIN, PRIORITY_MAX = -100, 100
 
@@ -157,7 +158,7 @@ class ActorSystem:
     # -- tasks ----------------------------------------------------------------
 
     @overload
-    def task(self, name: F) -> F: ...
+    def task(self, name: Callable[P, R]) -> Task[P, R]: ...
     @overload
     def task(
         self,
@@ -168,7 +169,7 @@ class ActorSystem:
         queue: str | None = None,
         priority: int = 0,
         delivery: Delivery = "at_least_once",
-    ) -> Callable[[F], F]: ...
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
         self,
@@ -190,13 +191,13 @@ class ActorSystem:
         if policy is not None and not isinstance(policy, RestartPolicy):
             raise TypeError("policy must be a RestartPolicy")
 
-        def register(fn: F) -> F:
+        def register(fn: Callable[P, R]) -> Task[P, R]:
             task_name = name or f"{fn.__module__}.{fn.__qualname__}"
             if task_name in self.tasks:
                 raise ValueError(f"a task named {task_name!r} is registered already")
-            task: Task[Any, Any] = Task(self, task_name, fn, options)
+            task = Task(self, task_name, fn, options)
             self.tasks[task_name] = task
-            return task  # type: ignore[return-value]
+            return task
 
         return register
 

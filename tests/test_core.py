@@ -40,7 +40,9 @@ def assigns(decision: fx.Decision) -> dict[str, list[str]]:
 
 
 def finish(c: DispatchCore, worker: str, ids: list[str], now: float, seconds: float) -> None:
-    results = [(i, c.state.jobs[i].attempts, True, pack(None), None, (), seconds) for i in ids]
+    results: list[m.Result] = [
+        (i, c.state.jobs[i].attempts, True, pack(None), None, (), seconds) for i in ids
+    ]
     incarnation = c.workers[worker].incarnation
     c.handle(m.Finished(worker, incarnation, 1, results), now)
 

@@ -68,6 +68,15 @@ def test_submit_answers_201_and_the_job_runs_to_success(client: httpx.Client) ->
     assert done["attempts"] == 1
 
 
+def test_an_accepted_submission_answers_202(client: httpx.Client) -> None:
+    """durability=accepted answers 202 before the job is durable; it still runs."""
+    response = client.post("/jobs", json={"task": "add", "args": [4, 4], "durability": "accepted"})
+    assert response.status_code == 202
+    assert poll_job(client, response.json()["id"], "succeeded")["result"] == 8
+    bad = client.post("/jobs", json={"task": "add", "durability": "someday"})
+    assert bad.status_code == 422
+
+
 def test_submit_accepts_every_option(client: httpx.Client) -> None:
     """kwargs, priority, delay, queue and timeout all reach the job."""
     body = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pykka
@@ -29,9 +29,11 @@ from actorq import (
 from actorq.errors import Backpressure
 from tests.helpers import wait_until
 
+MakeSystem = Callable[..., ActorSystem]
+
 
 @pytest.fixture
-def make_system() -> Iterator[Any]:
+def make_system() -> Iterator[MakeSystem]:
     systems: list[ActorSystem] = []
 
     def make(**options: Any) -> ActorSystem:
@@ -58,7 +60,7 @@ class Gate:
         return "through"
 
 
-def test_submit_and_result(make_system: Any) -> None:
+def test_submit_and_result(make_system: MakeSystem) -> None:
     """A submitted job runs once and its handle yields the value."""
     system = make_system()
     calls = []
@@ -80,7 +82,7 @@ def test_submit_and_result(make_system: Any) -> None:
     assert sorted(calls) == [(1, 2), (3, 4)]
 
 
-def test_keyword_arguments_and_options(make_system: Any) -> None:
+def test_keyword_arguments_and_options(make_system: MakeSystem) -> None:
     """kwargs reach the handler; submit_with_options and map use the same path."""
     system = make_system()
 
@@ -95,7 +97,7 @@ def test_keyword_arguments_and_options(make_system: Any) -> None:
         assert [h.result(5) for h in greet.map([["a"], ["b"]])] == ["hello a.", "hello b."]
 
 
-def test_retries_follow_the_policy(make_system: Any) -> None:
+def test_retries_follow_the_policy(make_system: MakeSystem) -> None:
     """max_restarts=3 means up to 3 retries: 4 attempts, then dead with the error text."""
     system = make_system()
     attempts: list[int] = []
@@ -114,7 +116,7 @@ def test_retries_follow_the_policy(make_system: Any) -> None:
         wait_until(lambda: [d.id for d in system.dead_letters()] == [handle.id])
 
 
-def test_give_up_on_and_per_submit_policy(make_system: Any) -> None:
+def test_give_up_on_and_per_submit_policy(make_system: MakeSystem) -> None:
     """give_up_on dead-letters at once; a per-submit policy overrides the task's."""
     system = make_system()
     runs: list[str] = []
@@ -134,7 +136,7 @@ def test_give_up_on_and_per_submit_policy(make_system: Any) -> None:
         assert runs == ["value", "value"]
 
 
-def test_retry_backoff_uses_the_scheduler_and_clock(make_system: Any) -> None:
+def test_retry_backoff_uses_the_scheduler_and_clock(make_system: MakeSystem) -> None:
     """A retry waits for its backoff on the virtual clock, in the RETRYING status."""
     clock = VirtualClock()
     system = make_system(clock=clock)
@@ -157,7 +159,7 @@ def test_retry_backoff_uses_the_scheduler_and_clock(make_system: Any) -> None:
         assert seen == [1, 2]
 
 
-def test_delayed_jobs_wait_for_the_clock(make_system: Any) -> None:
+def test_delayed_jobs_wait_for_the_clock(make_system: MakeSystem) -> None:
     """delay= keeps a job SCHEDULED until the clock reaches its time."""
     clock = VirtualClock()
     system = make_system(clock=clock)
@@ -171,7 +173,7 @@ def test_delayed_jobs_wait_for_the_clock(make_system: Any) -> None:
         assert later.result(5) == "later"
 
 
-def test_priorities_then_fifo(make_system: Any) -> None:
+def test_priorities_then_fifo(make_system: MakeSystem) -> None:
     """Higher priority runs first; within one priority, first in first out."""
     system = make_system(workers=1, prefetch=1)
     order: list[str] = []
@@ -188,7 +190,7 @@ def test_priorities_then_fifo(make_system: Any) -> None:
     assert order == ["high", "mid1", "mid2", "low1", "low2"]
 
 
-def test_named_queues_are_served_in_declared_order(make_system: Any) -> None:
+def test_named_queues_are_served_in_declared_order(make_system: MakeSystem) -> None:
     """Workers take from the first declared queue before the next."""
     system = make_system(workers=1, prefetch=1, queues=["urgent", "bulk"])
     order: list[str] = []
@@ -207,7 +209,7 @@ def test_named_queues_are_served_in_declared_order(make_system: Any) -> None:
     assert order == ["urgent1", "bulk2", "bulk1"]
 
 
-def test_idempotency_key_returns_the_first_job(make_system: Any) -> None:
+def test_idempotency_key_returns_the_first_job(make_system: MakeSystem) -> None:
     """A repeated key returns the first job and runs nothing."""
     system = make_system()
     runs: list[int] = []
@@ -221,7 +223,7 @@ def test_idempotency_key_returns_the_first_job(make_system: Any) -> None:
         assert runs == [1]
 
 
-def test_cancel_scheduled_and_queued(make_system: Any) -> None:
+def test_cancel_scheduled_and_queued(make_system: MakeSystem) -> None:
     """Scheduled and queued jobs cancel at once and never run; finished ones do not cancel."""
     system = make_system(workers=1, prefetch=1)
     runs: list[str] = []
@@ -245,7 +247,7 @@ def test_cancel_scheduled_and_queued(make_system: Any) -> None:
     assert runs == []
 
 
-def test_cooperative_cancellation_of_a_running_job(make_system: Any) -> None:
+def test_cooperative_cancellation_of_a_running_job(make_system: MakeSystem) -> None:
     """A running handler sees current_job().cancelled and the job ends CANCELLED."""
     system = make_system()
     entered = threading.Event()
@@ -267,7 +269,7 @@ def test_cooperative_cancellation_of_a_running_job(make_system: Any) -> None:
         assert noticed.is_set()
 
 
-def test_timeout_fails_the_attempt_and_replaces_the_hung_worker(make_system: Any) -> None:
+def test_timeout_fails_the_attempt_and_replaces_the_hung_worker(make_system: MakeSystem) -> None:
     """A handler past its timeout fails that attempt; the retry runs on a fresh worker."""
     system = make_system(workers=1)
     hung = threading.Event()
@@ -294,7 +296,7 @@ def test_timeout_fails_the_attempt_and_replaces_the_hung_worker(make_system: Any
         assert system.job(handle.id).result == "fresh"  # the late answer was fenced
 
 
-def test_worker_dying_mid_job_counts_as_an_attempt(make_system: Any) -> None:
+def test_worker_dying_mid_job_counts_as_an_attempt(make_system: MakeSystem) -> None:
     """A handler that takes its worker down fails the attempt; the retry succeeds."""
     system = make_system(workers=1)
 
@@ -310,7 +312,7 @@ def test_worker_dying_mid_job_counts_as_an_attempt(make_system: Any) -> None:
         assert system.job(handle.id).attempts == 2
 
 
-def test_dead_letters_retry_and_purge(make_system: Any) -> None:
+def test_dead_letters_retry_and_purge(make_system: MakeSystem) -> None:
     """Dead jobs can be inspected, retried under the same id, and purged."""
     system = make_system()
     should_fail = {"on": True}
@@ -343,7 +345,7 @@ def test_dead_letters_retry_and_purge(make_system: Any) -> None:
             system.retry_dead(b.id)
 
 
-def test_results_expire_after_retention(make_system: Any) -> None:
+def test_results_expire_after_retention(make_system: MakeSystem) -> None:
     """Finished jobs are forgotten after the retention period, freeing memory."""
     clock = VirtualClock()
     system = make_system(clock=clock, retention=100)
@@ -368,7 +370,7 @@ def _missing(system: ActorSystem, job_id: str) -> bool:
     return False
 
 
-def test_graceful_stop_lets_running_jobs_finish(make_system: Any) -> None:
+def test_graceful_stop_lets_running_jobs_finish(make_system: MakeSystem) -> None:
     """stop() refuses new work and waits for running jobs up to the grace period."""
     system = make_system()
     gate = Gate()
@@ -391,7 +393,7 @@ def test_graceful_stop_lets_running_jobs_finish(make_system: Any) -> None:
     wait_until(lambda: not gate.thread.is_alive())
 
 
-def test_stats_count_statuses_and_depths(make_system: Any) -> None:
+def test_stats_count_statuses_and_depths(make_system: MakeSystem) -> None:
     """stats() counts jobs per status and queue depth."""
     system = make_system(workers=1, prefetch=1)
     gate = Gate()
@@ -431,7 +433,7 @@ def test_stats_count_statuses_and_depths(make_system: Any) -> None:
     ],
 )
 def test_bad_submissions_are_refused_and_change_nothing(
-    make_system: Any, call: Any, error: Any
+    make_system: MakeSystem, call: Any, error: Any
 ) -> None:
     """Each kind of bad input raises its named error and leaves the state unchanged."""
     system = make_system(max_payload_bytes=4096)
@@ -444,7 +446,7 @@ def test_bad_submissions_are_refused_and_change_nothing(
         assert system.stats() == before
 
 
-def test_not_serializable_names_the_argument(make_system: Any) -> None:
+def test_not_serializable_names_the_argument(make_system: MakeSystem) -> None:
     """The error says which argument msgpack could not encode."""
     system = make_system()
     system.task("echo")(lambda *a, **k: None)
@@ -452,7 +454,7 @@ def test_not_serializable_names_the_argument(make_system: Any) -> None:
         system.submit("echo", 1, object())
 
 
-def test_backpressure_refuses_past_the_bound(make_system: Any) -> None:
+def test_backpressure_refuses_past_the_bound(make_system: MakeSystem) -> None:
     """Past max_pending unfinished jobs, submissions are refused until work drains."""
     system = make_system(max_pending=2, workers=1, prefetch=1)
     gate = Gate()
@@ -476,7 +478,7 @@ def test_declarations_are_checked_eagerly() -> None:
     with pytest.raises(InvalidSubmission):
         system.task("y", priority=1000)(lambda: None)
     with pytest.raises(ValueError, match="delivery"):
-        system.task("z", delivery="exactly_once")(lambda: None)  # type: ignore[arg-type]
+        system.task("z", delivery="exactly_once")(lambda: None)  # type: ignore[call-overload]
     system.task("w")(lambda: None)
     with pytest.raises(ValueError, match="registered already"):
         system.task("w")(lambda: None)
@@ -506,7 +508,7 @@ class Greeter(pykka.ThreadingActor):
         return f"{self.greeting}, {message} ({self.seen})"
 
 
-def test_spawned_actor_is_supervised_and_keeps_its_address(make_system: Any) -> None:
+def test_spawned_actor_is_supervised_and_keeps_its_address(make_system: MakeSystem) -> None:
     """system.spawn supervises a user's actor: restarted in place, then given up on."""
     system = make_system()
     with system:
@@ -521,7 +523,7 @@ def test_spawned_actor_is_supervised_and_keeps_its_address(make_system: Any) -> 
         assert system.submit_many("echo", []) == []  # the job system is unaffected
 
 
-def test_a_retried_job_that_dies_again_is_dead_lettered_again(make_system: Any) -> None:
+def test_a_retried_job_that_dies_again_is_dead_lettered_again(make_system: MakeSystem) -> None:
     """Retrying a dead job that fails at once puts it back in the dead letters, every time."""
     system = make_system()
 
@@ -538,7 +540,7 @@ def test_a_retried_job_that_dies_again_is_dead_lettered_again(make_system: Any) 
         assert system.job(handle.id).status is JobStatus.DEAD
 
 
-def test_pause_holds_queued_jobs_until_resume(make_system: Any) -> None:
+def test_pause_holds_queued_jobs_until_resume(make_system: MakeSystem) -> None:
     """While paused, submitted jobs stay queued; resume runs them."""
     system = make_system()
     runs: list[int] = []

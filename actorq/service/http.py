@@ -8,7 +8,8 @@ talks to the system is a plain `def`).
 
 Routes (all JSON; errors are RFC 9457 problem details, see http_problems):
 
-    POST   /jobs               submit: 201 with the job, 200 if the idempotency key matched
+    POST   /jobs               submit: 201 with the job (202 if durability=accepted),
+                               200 if the idempotency key matched
     GET    /jobs/{id}          the job (404 unknown or expired)
     DELETE /jobs/{id}          cancel: 200 {"cancelled": bool}, 404 unknown
     GET    /queues             depth and finishing rate per queue, jobs in flight
@@ -132,11 +133,12 @@ def create_app(
         response_model=Job,
         responses={
             200: {"model": Job, "description": "The idempotency key matched a job."},
+            202: {"model": Job, "description": "Accepted, not yet durable (durability=accepted)."},
             **_problems(400, *unauthorized, 413, 422, 503),
         },
     )
     def submit_job(request: SubmitRequest) -> Response:
-        """Submit a job; answered once it is durable."""
+        """Submit a job; answered once it is durable (201) or sequenced (202)."""
         handle = system.submit(
             request.task,
             *request.args,
@@ -146,9 +148,10 @@ def create_app(
             queue=request.queue,
             idempotency_key=request.idempotency_key,
             timeout=request.timeout,
+            durability=request.durability,
         )
         job = Job.of(system.job(handle.id))
-        status = 200 if handle.existing else 201
+        status = 200 if handle.existing else 201 if request.durability == "durable" else 202
         return _json(job, status, {"Location": f"/jobs/{handle.id}"})
 
     @guarded.get("/jobs/{job_id}", response_model=Job, responses=_problems(*unauthorized, 404, 503))

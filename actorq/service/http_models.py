@@ -13,7 +13,7 @@ all of it: bytes are shown as URL-safe base64 text and NaN/Infinity as the strin
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -47,6 +47,13 @@ class SubmitRequest(BaseModel):
     )
     timeout: float | None = Field(
         None, gt=0, allow_inf_nan=False, description="Seconds an attempt may run."
+    )
+    durability: Literal["durable", "accepted"] = Field(
+        "durable",
+        description=(
+            "durable: answered (201) once the job is in the journal; accepted: answered"
+            " (202) once the dispatcher has sequenced it, before it is durable."
+        ),
     )
 
 

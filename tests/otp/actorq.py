@@ -146,7 +146,7 @@ class Run:
 
     def walk(self, ref: pykka.ActorRef[Any]) -> Any:
         try:
-            kids = ref.ask(WhichChildren(), timeout=5)
+            kids: list[tuple[str, bool, int]] = ref.ask(WhichChildren(), timeout=5)  # type: ignore[assignment]
         except (pykka.ActorDeadError, pykka.Timeout):
             return "dead"
         out = []
