@@ -140,7 +140,7 @@ class Worker(pykka.ThreadingActor):
                 first = len(self._outbox) == 1
             if seconds >= self.report_after:
                 self._report()
-            elif first:
+            elif first and not grant.done:
                 # If the next job turns out to be slow, this outcome leaves anyway
                 # after `report_after`: the clock's thread reports it.
                 self.clock.call_at(started + seconds + self.report_after, self._report)
