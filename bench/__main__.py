@@ -69,6 +69,16 @@ def plan(args: argparse.Namespace, redis_url: str) -> list[tuple[str, str, Measu
                     _actorq(journal, workload, counts[workload], redis_url),
                 )
             )
+    for journal in JOURNALS:
+        # The fast path for a stream of submissions: system.pipeline(), every job
+        # durable when the clock stops, set against the peers' enqueue.
+        cells.append(
+            (
+                f"actorq ({journal}) pipeline",
+                "enqueue",
+                _actorq(journal, "pipeline", counts["enqueue"], redis_url),
+            )
+        )
     if args.only != "actorq":
         from bench.peers.harness import run_peer
 
@@ -145,6 +155,9 @@ def summarize(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any
                 entry["p99_median"] = statistics.median(
                     r["p99_ms"] for r in runs if r["value"] is not None
                 )
+            startups = [r["startup_s"] for r in runs if r.get("startup_s") is not None]
+            if startups:
+                entry["startup_s"] = statistics.median(startups)
             if key[1] == "queued":
                 entry["peak_rss_mib"] = max(
                     r["peak_rss_mib"] for r in runs if r["value"] is not None
@@ -172,7 +185,7 @@ def print_table(summary: dict[tuple[str, str], dict[str, Any]], console: Console
         best = best_peer(summary, workload)
         unit = "ms (p50; p99)" if workload == "latency" else "jobs/s"
         table = Table(title=f"{workload} ({unit})")
-        for column in ("system", "median", "min", "max", "vs best peer"):
+        for column in ("system", "median", "min", "max", "vs best peer", "start-up s"):
             table.add_column(column, justify="left" if column == "system" else "right")
         for (system, w), entry in sorted(summary.items()):
             if w != workload:
@@ -193,8 +206,14 @@ def print_table(summary: dict[tuple[str, str], dict[str, Any]], console: Console
             label = system
             if entry.get("n") == SLOW_CELLS.get((system, workload)):
                 label = f"{system} (n={entry['n']:,})"
+            startup = f"{entry['startup_s']:.2f}" if "startup_s" in entry else ""
             table.add_row(
-                label, median, f"{entry['min']:,.{digits}f}", f"{entry['max']:,.{digits}f}", ratio
+                label,
+                median,
+                f"{entry['min']:,.{digits}f}",
+                f"{entry['max']:,.{digits}f}",
+                ratio,
+                startup,
             )
         console.print(table)
     noop = {s: e for (s, w), e in summary.items() if w == "no-op" and "median" in e}

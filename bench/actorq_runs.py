@@ -94,7 +94,21 @@ def _drain(system: ActorSystem, conn: redis.Redis, keys: RunKeys, n: int) -> tup
     done = wait_for_count(
         conn, keys.done, n, timeout_s=timing.throughput_timeout(n), poll_s=timing.THROUGHPUT_POLL_S
     )
-    seconds = done.done_at - started
+    return timing.drain_figures(
+        started, done.first_at, done.done_at, n, int(conn.get(keys.done) or 0)
+    )
+
+
+def _pipeline(system: ActorSystem, conn: redis.Redis, keys: RunKeys, n: int) -> tuple[float, Extra]:
+    """The enqueue workload through `system.pipeline()`: every job durable at the clock's stop."""
+    system.pause()  # measure the producer alone, as the peers' enqueue does
+    started = time.perf_counter()
+    with system.pipeline() as pipe:
+        for _ in range(n):
+            pipe.submit("job", keys.done)
+    seconds = time.perf_counter() - started
+    system.resume()
+    assert system.join(timing.throughput_timeout(n))
     return n / seconds, {"seconds": seconds}
 
 
@@ -124,6 +138,7 @@ def _retry(system: ActorSystem, conn: redis.Redis, keys: RunKeys, n: int) -> tup
 _RUNS: dict[str, Callable[[ActorSystem, redis.Redis, RunKeys, int], tuple[float, Extra]]] = {
     "enqueue": _enqueue,
     "drain": _drain,
+    "pipeline": _pipeline,
     "latency": _latency,
     "retry": _retry,
 }

@@ -31,7 +31,13 @@ if TYPE_CHECKING:
 ENV_REDIS_URL = "ACTORQ_BENCH_REDIS_URL"
 ENV_RUN_ID = "ACTORQ_BENCH_RUN_ID"
 
-UNITS = {"enqueue": "jobs/s", "drain": "jobs/s", "latency": "ms", "retry": "jobs/s"}
+UNITS = {
+    "enqueue": "jobs/s",
+    "pipeline": "jobs/s",
+    "drain": "jobs/s",
+    "latency": "ms",
+    "retry": "jobs/s",
+}
 
 
 @dataclass
