@@ -22,9 +22,11 @@ from actorq.clock import Clock
 from actorq.core import effects as fx
 from actorq.core import messages as m
 from actorq.core.dispatch import DispatchConfig, DispatchCore, Refused
+from actorq.core.events import Failed
 from actorq.core.job import JobSpec
 from actorq.core.state import DispatcherState
 from actorq.errors import JournalUnavailable, SystemNotRunning
+from actorq.middleware import JobFailure, MiddlewareStack
 from actorq.persistence.journal import Journal
 from actorq.persistence.persistent import PersistentActor
 from actorq.supervision.address import Address
@@ -49,6 +51,7 @@ class Dispatcher(PersistentActor):
         config: DispatchConfig,
         port: DispatcherPort,
         rng: random.Random | None = None,
+        middleware: MiddlewareStack | None = None,
         **persistence: Any,
     ) -> None:
         super().__init__(journal, clock=clock, **persistence)
@@ -56,6 +59,7 @@ class Dispatcher(PersistentActor):
         self.mailboxes = mailboxes
         self.restart_worker = restart_worker
         self.port = port
+        self.middleware = middleware or MiddlewareStack()
         self._grants: dict[str, collections.deque[Grant]] = {}
         self.core = DispatchCore(config, workers, epoch=next(_epochs), rng=rng or random.Random())
 
@@ -99,6 +103,37 @@ class Dispatcher(PersistentActor):
     def after_commit_hook(self, events: list[Any]) -> None:
         if self.observer is not None:
             self._notify(self.observer.committed, events, self.core.state)
+            if self.core.limits:
+                limits = self.core.limits
+                self._notify(self.observer.limits_changed, limits.waiting(), dict(limits.deferred))
+        if self.middleware.on_failures:
+            self._failures(events)
+
+    def _failures(self, events: list[Any]) -> None:
+        """Tell middleware of the failures now in the journal: retry scheduled, or dead."""
+        middleware = self.middleware
+        jobs = self.core.state.jobs
+        for event in events:
+            if type(event) is not Failed:
+                continue
+            job = jobs.get(event.id)
+            if job is None:
+                continue
+            failure = JobFailure(
+                event.id,
+                job.spec.task,
+                job.spec.queue,
+                event.attempt,
+                event.error,
+                event.at,
+                event.traceback,
+                event.ran,
+                event.delay,
+            )
+            if event.retry_at is None:
+                middleware.call(middleware.on_dead_lettered, failure)
+            else:
+                middleware.call(middleware.on_retry_scheduled, failure)
 
     # -- driving the core ---------------------------------------------------------
 
