@@ -11,8 +11,9 @@ Where each hook runs:
   may return a replacement spec (`dataclasses.replace(spec, ...)`), to set
   a timeout or add `headers` that travel with the job to its worker.
 - `before_job`, `after_job`: the worker's thread, around the handler.
-- `on_retry_scheduled`, `on_dead_lettered`: the Dispatcher's thread, once the
-  failure is in the journal. Keep them quick: they sit on its hot path.
+- `on_succeeded`, `on_retry_scheduled`, `on_dead_lettered`: the Dispatcher's
+  thread, once the outcome is in the journal, in journal order (a retry may
+  already be running by then). Keep them quick: they sit on its hot path.
 - `on_worker_start`, `on_worker_stop`: the worker's thread.
 
 An exception inside a hook is logged (logger ``actorq.middleware``) and
@@ -55,18 +56,22 @@ class RunResult:
 
 
 @dataclass(frozen=True, slots=True)
-class JobFailure:
-    """A failed attempt as the Dispatcher recorded it."""
+class JobOutcome:
+    """An attempt's outcome as the Dispatcher recorded it in the journal.
+
+    `outcome`: succeeded, retrying (`retry_delay` is the backoff drawn) or dead.
+    """
 
     id: str
     task: str
     queue: str
     attempt: int
-    error: str
+    outcome: str
     at: float
-    traceback: str | None = None
     ran: float | None = None
-    retry_delay: float | None = None  # None: the job is dead
+    error: str | None = None
+    traceback: str | None = None
+    retry_delay: float | None = None
 
 
 class Middleware:
@@ -85,10 +90,13 @@ class Middleware:
     def after_job(self, job: JobRun, result: RunResult) -> None:
         """The handler returned or raised."""
 
-    def on_retry_scheduled(self, failure: JobFailure) -> None:
+    def on_succeeded(self, outcome: JobOutcome) -> None:
+        """The job succeeded (and its result is durable)."""
+
+    def on_retry_scheduled(self, failure: JobOutcome) -> None:
         """A failed attempt will be retried after `failure.retry_delay` seconds."""
 
-    def on_dead_lettered(self, failure: JobFailure) -> None:
+    def on_dead_lettered(self, failure: JobOutcome) -> None:
         """The job's policy gave up: it is dead and goes to the dead letters."""
 
     def on_worker_start(self, worker: str) -> None:
@@ -103,6 +111,7 @@ HOOKS = (
     "after_submit",
     "before_job",
     "after_job",
+    "on_succeeded",
     "on_retry_scheduled",
     "on_dead_lettered",
     "on_worker_start",
@@ -130,12 +139,15 @@ class MiddlewareStack:
         self.after_submit = hooks["after_submit"]
         self.before_job = hooks["before_job"]
         self.after_job = hooks["after_job"]
+        self.on_succeeded = hooks["on_succeeded"]
         self.on_retry_scheduled = hooks["on_retry_scheduled"]
         self.on_dead_lettered = hooks["on_dead_lettered"]
         self.on_worker_start = hooks["on_worker_start"]
         self.on_worker_stop = hooks["on_worker_stop"]
         self.around_jobs = bool(self.before_job or self.after_job)
-        self.on_failures = bool(self.on_retry_scheduled or self.on_dead_lettered)
+        self.on_outcomes = bool(
+            self.on_succeeded or self.on_retry_scheduled or self.on_dead_lettered
+        )
 
     def __bool__(self) -> bool:
         return bool(self.middleware)
@@ -173,35 +185,28 @@ def _name(hook: Callable[..., Any]) -> str:
 class LoggingMiddleware(Middleware):
     """One structured log line per job outcome, on the logger ``actorq.jobs``.
 
-    A success is logged at INFO by the worker that ran it; a failed attempt
-    that will be retried, and a job that is dead, at WARNING by the
-    Dispatcher. Each record carries `job_id`, `task`, `attempt`, `duration`
-    and `outcome` as attributes (see `actorq.logs.JsonFormatter`), and
-    `retry_delay` or `queue` where they apply.
+    Logged by the Dispatcher once the outcome is durable, in journal order: a
+    success at INFO; a failed attempt that will be retried, and a job that is
+    dead, at WARNING. Each record carries `job_id`, `task`, `queue`,
+    `attempt`, `duration` (the handler's run time) and `outcome` as
+    attributes (see `actorq.logs.JsonFormatter`), and `error` and
+    `retry_delay` for failures.
     """
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.logger = logger or outcomes
 
-    def after_job(self, job: JobRun, result: RunResult) -> None:
-        if result.ok:
-            self.logger.info(
-                "job %s %s attempt %d succeeded in %.3fs",
-                job.id,
-                job.task,
-                job.attempt,
-                result.seconds,
-                extra={
-                    "job_id": job.id,
-                    "task": job.task,
-                    "attempt": job.attempt,
-                    "duration": result.seconds,
-                    "outcome": "succeeded",
-                    "worker": job.worker,
-                },
-            )
+    def on_succeeded(self, outcome: JobOutcome) -> None:
+        self.logger.info(
+            "job %s %s attempt %d succeeded in %.3fs",
+            outcome.id,
+            outcome.task,
+            outcome.attempt,
+            outcome.ran or 0.0,
+            extra=self._fields(outcome),
+        )
 
-    def on_retry_scheduled(self, failure: JobFailure) -> None:
+    def on_retry_scheduled(self, failure: JobOutcome) -> None:
         self.logger.warning(
             "job %s %s attempt %d failed, retry in %.3fs: %s",
             failure.id,
@@ -209,31 +214,33 @@ class LoggingMiddleware(Middleware):
             failure.attempt,
             failure.retry_delay,
             failure.error,
-            extra=self._fields(failure, "retrying"),
+            extra=self._fields(failure),
         )
 
-    def on_dead_lettered(self, failure: JobFailure) -> None:
+    def on_dead_lettered(self, failure: JobOutcome) -> None:
         self.logger.warning(
             "job %s %s attempt %d failed, giving up (dead): %s",
             failure.id,
             failure.task,
             failure.attempt,
             failure.error,
-            extra=self._fields(failure, "dead"),
+            extra=self._fields(failure),
         )
 
     @staticmethod
-    def _fields(failure: JobFailure, outcome: str) -> dict[str, Any]:
-        return {
-            "job_id": failure.id,
-            "task": failure.task,
-            "queue": failure.queue,
-            "attempt": failure.attempt,
-            "duration": failure.ran,
-            "outcome": outcome,
-            "error": failure.error,
-            "retry_delay": failure.retry_delay,
+    def _fields(outcome: JobOutcome) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "job_id": outcome.id,
+            "task": outcome.task,
+            "queue": outcome.queue,
+            "attempt": outcome.attempt,
+            "duration": outcome.ran,
+            "outcome": outcome.outcome,
         }
+        if outcome.outcome != "succeeded":
+            fields["error"] = outcome.error
+            fields["retry_delay"] = outcome.retry_delay
+        return fields
 
 
 class TimeLimitMiddleware(Middleware):

@@ -22,11 +22,11 @@ from actorq.clock import Clock
 from actorq.core import effects as fx
 from actorq.core import messages as m
 from actorq.core.dispatch import DispatchConfig, DispatchCore, Refused
-from actorq.core.events import Failed
+from actorq.core.events import Failed, Succeeded
 from actorq.core.job import JobSpec
 from actorq.core.state import DispatcherState
 from actorq.errors import JournalUnavailable, SystemNotRunning
-from actorq.middleware import JobFailure, MiddlewareStack
+from actorq.middleware import JobOutcome, MiddlewareStack
 from actorq.persistence.journal import Journal
 from actorq.persistence.persistent import PersistentActor
 from actorq.supervision.address import Address
@@ -106,34 +106,50 @@ class Dispatcher(PersistentActor):
             if self.core.limits:
                 limits = self.core.limits
                 self._notify(self.observer.limits_changed, limits.waiting(), dict(limits.deferred))
-        if self.middleware.on_failures:
-            self._failures(events)
+        if self.middleware.on_outcomes:
+            self._outcomes(events)
 
-    def _failures(self, events: list[Any]) -> None:
-        """Tell middleware of the failures now in the journal: retry scheduled, or dead."""
+    def _outcomes(self, events: list[Any]) -> None:
+        """Tell middleware of the outcomes now in the journal: success, retry, or dead."""
         middleware = self.middleware
         jobs = self.core.state.jobs
         for event in events:
-            if type(event) is not Failed:
+            kind = type(event)
+            if kind is not Failed and kind is not Succeeded:
                 continue
             job = jobs.get(event.id)
             if job is None:
                 continue
-            failure = JobFailure(
+            spec = job.spec
+            if kind is Succeeded:
+                if middleware.on_succeeded:
+                    outcome = JobOutcome(
+                        event.id,
+                        spec.task,
+                        spec.queue,
+                        event.attempt,
+                        "succeeded",
+                        event.at,
+                        event.ran,
+                    )
+                    middleware.call(middleware.on_succeeded, outcome)
+                continue
+            dead = event.retry_at is None
+            failure = JobOutcome(
                 event.id,
-                job.spec.task,
-                job.spec.queue,
+                spec.task,
+                spec.queue,
                 event.attempt,
-                event.error,
+                "dead" if dead else "retrying",
                 event.at,
-                event.traceback,
                 event.ran,
+                event.error,
+                event.traceback,
                 event.delay,
             )
-            if event.retry_at is None:
-                middleware.call(middleware.on_dead_lettered, failure)
-            else:
-                middleware.call(middleware.on_retry_scheduled, failure)
+            middleware.call(
+                middleware.on_dead_lettered if dead else middleware.on_retry_scheduled, failure
+            )
 
     # -- driving the core ---------------------------------------------------------
 
@@ -185,7 +201,7 @@ class Dispatcher(PersistentActor):
                 while grants and grants[0].done:
                     grants.popleft()
                 grants.append(grant)
-                message = m.Assign(message.epoch, grant)
+                message = m.Assign(message.epoch, grant, message.headers)
             self.mailboxes[effect.to].tell(message)
         elif isinstance(effect, fx.Recall):
             wanted = set(effect.ids)

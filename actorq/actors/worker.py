@@ -43,7 +43,10 @@ _NO_HEADERS: Mapping[str, str] = {}
 
 def bounded_traceback(exc: BaseException) -> str:
     """The exception's traceback, its last frames, cut to `TRACEBACK_CHARS` from the end."""
-    text = "".join(traceback.format_exception(exc, limit=-TRACEBACK_FRAMES))
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next  # start at the handler, not at the worker that called it
+    text = "".join(traceback.format_exception(type(exc), exc, tb, limit=-TRACEBACK_FRAMES))
     if len(text) <= TRACEBACK_CHARS:
         return text
     marker = f"[... {len(text) - TRACEBACK_CHARS} characters cut ...]\n"
