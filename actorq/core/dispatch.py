@@ -453,10 +453,15 @@ class DispatchCore:
             and len(s.assigned) < limit
             and not (s.assigned and s.progress_at <= overdue)  # stuck on a long job
         ]
+        limited = bool(self.limits)
         while open_slots:
             still_open = []
             for slot in open_slots:
-                job_id = self._next_ready(queues, now)
+                if limited:
+                    job_id = self._next_ready(queues, now)
+                else:
+                    taken = state.take_ready(queues, 1)
+                    job_id = taken[0] if taken else None
                 if job_id is None:
                     open_slots = []
                     break
@@ -485,8 +490,6 @@ class DispatchCore:
             if not taken:
                 return None
             job_id = taken[0]
-            if not limits:
-                return job_id
             job = state.jobs[job_id]
             spec = job.spec
             retry = job.attempts > 0

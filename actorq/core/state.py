@@ -78,7 +78,7 @@ class JobRecord:
         self.traceback: str | None = None
         # [attempt, started_at, finished_at, worker, node, outcome, error,
         #  traceback, retry_delay, ran]: the order of job.ATTEMPT_FIELDS
-        self.history: list[list[Any]] = []
+        self.history: list[list[Any]] = _NO_HISTORY  # a list of its own from the first record
         self.cancel_requested = False
         self.handoff_pending = False
 
@@ -111,9 +111,22 @@ class JobRecord:
         ran: float | None = None,
     ) -> None:
         """Close the current attempt's record (before `worker` is cleared)."""
+        record = [
+            self.attempts,
+            self.started_at,
+            at,
+            self.worker,
+            self.node,
+            outcome,
+            error,
+            trace,
+            delay,
+            ran,
+        ]
         history = self.history
-        record = [self.attempts, self.started_at, at, self.worker, self.node, outcome, error]
-        record.extend((trace, delay, ran))
+        if not history:
+            self.history = [record]
+            return
         history.append(record)
         if len(history) > HISTORY_LIMIT:
             del history[0]
@@ -147,6 +160,7 @@ class JobRecord:
 
 _STATUS = JobRecord.__slots__.index("status")
 _FAILURES = JobRecord.__slots__.index("failures")
+_NO_HISTORY: list[list[Any]] = []  # shared by records with no attempt yet; never appended to
 _HISTORY = JobRecord.__slots__.index("history")
 _SPEC = JobRecord.__slots__.index("spec")
 _SPEC_FIELDS = ("id", "task", "queue", "priority", "timeout", "policy", "delivery")
