@@ -11,10 +11,13 @@ from importlib.metadata import version as _version
 
 from actorq.clock import Clock, SystemClock, VirtualClock
 from actorq.context import JobContext, current_job
+from actorq.core.job import Attempt
+from actorq.core.limits import RateLimit, RetryBudget
 from actorq.errors import (
     ActorqError,
     Backpressure,
     Escalated,
+    InvalidLimit,
     InvalidSubmission,
     JobCancelled,
     JobError,
@@ -34,6 +37,8 @@ from actorq.errors import (
     UnknownTask,
 )
 from actorq.job import JobHandle, JobInfo, JobSpec, JobStatus
+from actorq.logs import JsonFormatter
+from actorq.middleware import LoggingMiddleware, Middleware, TimeLimitMiddleware
 from actorq.supervision import Address, Backoff, ChildSpec, RestartPolicy, Supervisor
 from actorq.system import ActorSystem, Pipeline
 from actorq.tasks import Task
@@ -50,12 +55,14 @@ __all__ = [
     "ActorqError",
     # supervision
     "Address",
+    "Attempt",
     "Backoff",
     "Backpressure",
     "ChildSpec",
     # time
     "Clock",
     "Escalated",
+    "InvalidLimit",
     "InvalidSubmission",
     "JobCancelled",
     "JobContext",
@@ -70,16 +77,22 @@ __all__ = [
     "JournalError",
     "JournalFenced",
     "JournalUnavailable",
+    "JsonFormatter",
+    "LoggingMiddleware",
+    "Middleware",
     "NotSerializable",
     "PayloadTooLarge",
     "Pipeline",
+    "RateLimit",
     "RestartPolicy",
+    "RetryBudget",
     "SubmitError",
     "SupervisionError",
     "Supervisor",
     "SystemClock",
     "SystemNotRunning",
     "Task",
+    "TimeLimitMiddleware",
     "UnknownEventVersion",
     "UnknownQueue",
     "UnknownTask",

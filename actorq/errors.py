@@ -13,6 +13,7 @@
     │   ├── JobCancelled            the job was cancelled
     │   └── JobNotFound             no such job (never existed, or expired)
     ├── SystemNotRunning            the system is stopped, stopping or failed
+    ├── InvalidLimit                a rate limit or retry budget out of its range
     ├── SupervisionError
     │   └── Escalated               a supervisor gave up past its intensity
     └── JournalError
@@ -23,8 +24,8 @@
         ├── JournalUnavailable      the backend cannot be reached
         └── InvalidJournalURL       a journal URL with an unknown scheme or malformed
 
-`UnknownTask`, `InvalidSubmission`, `UnknownQueue`, `NotSerializable` and
-`InvalidJournalURL` also derive from the builtin they refine (`LookupError`,
+`UnknownTask`, `InvalidSubmission`, `UnknownQueue`, `NotSerializable`,
+`InvalidLimit` and `InvalidJournalURL` also derive from the builtin they refine (`LookupError`,
 `ValueError`, `TypeError`) so that callers catching the builtin keep working.
 """
 
@@ -102,6 +103,10 @@ class JobNotFound(JobError, LookupError):
 
 class SystemNotRunning(ActorqError):
     """The actor system is not running: not started, stopping, stopped or failed."""
+
+
+class InvalidLimit(ActorqError, ValueError):
+    """A rate limit or a retry budget with an option out of its range."""
 
 
 class SupervisionError(ActorqError):

@@ -26,5 +26,12 @@ class SystemObserver(SupervisorObserver):
     def dead_letters_changed(self, count: int) -> None:
         """DeadLetter thread: it now keeps `count` dead jobs (after each commit)."""
 
+    def limits_changed(
+        self, waiting: dict[str, dict[str, int]], deferred: dict[tuple[str, str], int]
+    ) -> None:
+        """Dispatcher thread, after each commit while rate limits or retry budgets are set:
+        jobs held back now ({"rate": {task: n}, "budget": {queue: n}}), and how many
+        were held back so far per (kind, name)."""
+
     def recovered(self, persistence_id: str, events: int, seconds: float) -> None:
         """Persistent actor thread: recovery replayed `events` in `seconds`."""

@@ -20,6 +20,7 @@ import math
 import os
 import random
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -37,8 +38,10 @@ from actorq.clock import Clock, SystemClock
 from actorq.core import messages as m
 from actorq.core.dispatch import DispatchConfig, DispatchCore
 from actorq.core.job import JobSpec, unpack
+from actorq.core.limits import RateLimit, RetryBudget
 from actorq.errors import (
     Escalated,
+    InvalidLimit,
     InvalidSubmission,
     JobCancelled,
     JobFailed,
@@ -51,6 +54,7 @@ from actorq.errors import (
     UnknownTask,
 )
 from actorq.job import JobHandle, JobInfo, JobStatus
+from actorq.middleware import Middleware, MiddlewareStack
 from actorq.observe import SystemObserver
 from actorq.persistence.journal import Journal, open_journal
 from actorq.supervision.address import Address
@@ -95,6 +99,8 @@ class ActorSystem:
         call_timeout: float = 30.0,
         observer: SystemObserver | None = None,
         seed: int | None = None,
+        middleware: Sequence[Middleware] = (),
+        retry_budget: RetryBudget | dict[str, RetryBudget] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("an actor system needs at least one worker")
@@ -116,6 +122,12 @@ class ActorSystem:
         self.call_timeout = call_timeout
         self.observer = observer
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.middleware = MiddlewareStack(middleware)
+        # Shared with the Dispatcher's core, so tasks registered later are limited too.
+        self.rate_limits: dict[str, RateLimit] = {}
+        self._retry_budget = retry_budget
+        self.retry_budgets = _retry_budgets(retry_budget, self.queues)
+        self.node = socket.gethostname()
         self.board = ResultBoard()
         self.rng = random.Random(seed)
         self._port = DispatcherPort(self.board)
@@ -150,6 +162,7 @@ class ActorSystem:
             if not queues or len(set(queues)) != len(queues):
                 raise ValueError("queues must be a non-empty list of distinct names")
             self.queues = tuple(queues)
+            self.retry_budgets = _retry_budgets(self._retry_budget, self.queues)
         if journal is not None:
             self.journal_spec = journal
         if observer is not None:
@@ -169,6 +182,7 @@ class ActorSystem:
         queue: str | None = None,
         priority: int = 0,
         delivery: Delivery = "at_least_once",
+        rate_limit: RateLimit | None = None,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
@@ -180,10 +194,17 @@ class ActorSystem:
         queue: str | None = None,
         priority: int = 0,
         delivery: Delivery = "at_least_once",
+        rate_limit: RateLimit | None = None,
     ) -> Any:
-        """Register a function as a task: `@system.task` or `@system.task("name", ...)`."""
+        """Register a function as a task: `@system.task` or `@system.task("name", ...)`.
+
+        `rate_limit=RateLimit(n, per=seconds)`: at most n starts of this task in
+        any window of that many seconds, across all workers.
+        """
         if callable(name):
             return self.task()(name)
+        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+            raise InvalidLimit(f"rate_limit must be a RateLimit, not {rate_limit!r}")
         options = TaskOptions(policy, timeout, queue, priority, delivery)
         self._check_options(priority, None, queue, timeout)
         if delivery not in DELIVERIES:
@@ -197,6 +218,8 @@ class ActorSystem:
                 raise ValueError(f"a task named {task_name!r} is registered already")
             task = Task(self, task_name, fn, options)
             self.tasks[task_name] = task
+            if rate_limit is not None:
+                self.rate_limits[task_name] = rate_limit
             return task
 
         return register
@@ -240,6 +263,9 @@ class ActorSystem:
             max_pending=self.max_pending,
             max_batch=self.prefetch,
             policy_for=self._policy_for,
+            rate_limits=self.rate_limits,
+            retry_budgets=self.retry_budgets,
+            node=self.node,
         )
         mailboxes = {
             "scheduler": self.scheduler,
@@ -270,6 +296,7 @@ class ActorSystem:
                     port=self._port,
                     rng=random.Random(self.rng.getrandbits(64)),
                     observer=self.observer,
+                    middleware=self.middleware,
                 ),
                 address=self.dispatcher,
             ),
@@ -279,7 +306,12 @@ class ActorSystem:
                 ChildSpec(
                     address.name,
                     _worker_factory(
-                        address.name, self.dispatcher, self._lookup, self.board, self.clock
+                        address.name,
+                        self.dispatcher,
+                        self._lookup,
+                        self.board,
+                        self.clock,
+                        self.middleware,
                     ),
                     address=address,
                     shutdown=1.0,
@@ -362,6 +394,8 @@ class ActorSystem:
             raise InvalidSubmission(f"durability must be one of {DURABILITIES}, not {durability!r}")
         dispatcher = self._dispatcher()
         ((job_id, existing),), ticket = dispatcher.submit([item], durable=durability == "durable")
+        if self.middleware.after_submit:
+            self.middleware.call(self.middleware.after_submit, item[0], existing)
         return JobHandle(self, job_id, existing, (dispatcher, ticket))
 
     def submit_many(
@@ -384,6 +418,9 @@ class ActorSystem:
             return []
         dispatcher = self._dispatcher()
         answer, _ = dispatcher.submit(items, durable=True)
+        if self.middleware.after_submit:
+            for (spec, _at), (_id, existing) in zip(items, answer, strict=True):
+                self.middleware.call(self.middleware.after_submit, spec, existing)
         return [JobHandle(self, job_id, existing) for job_id, existing in answer]
 
     def pipeline(self) -> Pipeline:
@@ -445,6 +482,10 @@ class ActorSystem:
             delivery=options.delivery,
             idempotency_key=idempotency_key,
         )
+        if self.middleware.before_submit:
+            spec = self.middleware.submitting(spec)
+            self._check_options(spec.priority, None, spec.queue, spec.timeout)
+            _check_headers(spec.headers)
         return spec, (None if not delay else self.clock.now() + delay)
 
     def _check_options(self, priority: Any, delay: Any, queue: str | None, timeout: Any) -> None:
@@ -614,8 +655,39 @@ def _worker_factory(
     lookup: Callable[[str], Any],
     board: ResultBoard,
     clock: Clock,
+    middleware: MiddlewareStack,
 ) -> Callable[[], Worker]:
-    return lambda: Worker(name, dispatcher=dispatcher, lookup=lookup, board=board, clock=clock)
+    return lambda: Worker(
+        name, dispatcher=dispatcher, lookup=lookup, board=board, clock=clock, middleware=middleware
+    )
+
+
+def _retry_budgets(
+    budget: RetryBudget | dict[str, RetryBudget] | None, queues: tuple[str, ...]
+) -> dict[str, RetryBudget]:
+    """One budget for every queue, or a budget per named queue."""
+    if budget is None:
+        return {}
+    if isinstance(budget, RetryBudget):
+        return dict.fromkeys(queues, budget)
+    if not isinstance(budget, dict):
+        raise InvalidLimit(f"retry_budget must be a RetryBudget or a dict of them, not {budget!r}")
+    for queue, item in budget.items():
+        if queue not in queues:
+            raise UnknownQueue(queue, queues)
+        if not isinstance(item, RetryBudget):
+            raise InvalidLimit(f"retry budget of queue {queue!r} must be a RetryBudget")
+    return dict(budget)
+
+
+def _check_headers(headers: Any) -> None:
+    """Headers travel in the journal and to workers: a small map of strings."""
+    if headers is None:
+        return
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        raise InvalidSubmission("job headers must be a dict of strings to strings")
 
 
 def _info_of(core: DispatchCore, job_id: str) -> JobInfo | None:

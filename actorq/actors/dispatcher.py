@@ -22,9 +22,11 @@ from actorq.clock import Clock
 from actorq.core import effects as fx
 from actorq.core import messages as m
 from actorq.core.dispatch import DispatchConfig, DispatchCore, Refused
+from actorq.core.events import Failed, Succeeded
 from actorq.core.job import JobSpec
 from actorq.core.state import DispatcherState
 from actorq.errors import JournalUnavailable, SystemNotRunning
+from actorq.middleware import JobOutcome, MiddlewareStack
 from actorq.persistence.journal import Journal
 from actorq.persistence.persistent import PersistentActor
 from actorq.supervision.address import Address
@@ -49,6 +51,7 @@ class Dispatcher(PersistentActor):
         config: DispatchConfig,
         port: DispatcherPort,
         rng: random.Random | None = None,
+        middleware: MiddlewareStack | None = None,
         **persistence: Any,
     ) -> None:
         super().__init__(journal, clock=clock, **persistence)
@@ -56,6 +59,7 @@ class Dispatcher(PersistentActor):
         self.mailboxes = mailboxes
         self.restart_worker = restart_worker
         self.port = port
+        self.middleware = middleware or MiddlewareStack()
         self._grants: dict[str, collections.deque[Grant]] = {}
         self.core = DispatchCore(config, workers, epoch=next(_epochs), rng=rng or random.Random())
 
@@ -99,6 +103,53 @@ class Dispatcher(PersistentActor):
     def after_commit_hook(self, events: list[Any]) -> None:
         if self.observer is not None:
             self._notify(self.observer.committed, events, self.core.state)
+            if self.core.limits:
+                limits = self.core.limits
+                self._notify(self.observer.limits_changed, limits.waiting(), dict(limits.deferred))
+        if self.middleware.on_outcomes:
+            self._outcomes(events)
+
+    def _outcomes(self, events: list[Any]) -> None:
+        """Tell middleware of the outcomes now in the journal: success, retry, or dead."""
+        middleware = self.middleware
+        jobs = self.core.state.jobs
+        for event in events:
+            kind = type(event)
+            if kind is not Failed and kind is not Succeeded:
+                continue
+            job = jobs.get(event.id)
+            if job is None:
+                continue
+            spec = job.spec
+            if kind is Succeeded:
+                if middleware.on_succeeded:
+                    outcome = JobOutcome(
+                        event.id,
+                        spec.task,
+                        spec.queue,
+                        event.attempt,
+                        "succeeded",
+                        event.at,
+                        event.ran,
+                    )
+                    middleware.call(middleware.on_succeeded, outcome)
+                continue
+            dead = event.retry_at is None
+            failure = JobOutcome(
+                event.id,
+                spec.task,
+                spec.queue,
+                event.attempt,
+                "dead" if dead else "retrying",
+                event.at,
+                event.ran,
+                event.error,
+                event.traceback,
+                event.delay,
+            )
+            middleware.call(
+                middleware.on_dead_lettered if dead else middleware.on_retry_scheduled, failure
+            )
 
     # -- driving the core ---------------------------------------------------------
 
@@ -150,7 +201,7 @@ class Dispatcher(PersistentActor):
                 while grants and grants[0].done:
                     grants.popleft()
                 grants.append(grant)
-                message = m.Assign(message.epoch, grant)
+                message = m.Assign(message.epoch, grant, message.headers)
             self.mailboxes[effect.to].tell(message)
         elif isinstance(effect, fx.Recall):
             wanted = set(effect.ids)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
+import traceback
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import pykka
@@ -24,12 +25,32 @@ from actorq.clock import Clock
 from actorq.context import JobContext, _current
 from actorq.core import messages as m
 from actorq.core.job import pack, unpack
+from actorq.middleware import JobRun, MiddlewareStack, RunResult
 from actorq.supervision.address import Address
 from actorq.supervision.policy import exception_lineage
 
 logger = logging.getLogger(__name__)
 
 _incarnations = itertools.count(1)
+
+# A failure keeps its traceback in the journal and the job's record: the last
+# frames (where it was raised) and at most this many characters of them.
+TRACEBACK_FRAMES = 30
+TRACEBACK_CHARS = 8192
+_NO_MIDDLEWARE = MiddlewareStack()
+_NO_HEADERS: Mapping[str, str] = {}
+
+
+def bounded_traceback(exc: BaseException) -> str:
+    """The exception's traceback, its last frames, cut to `TRACEBACK_CHARS` from the end."""
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next  # start at the handler, not at the worker that called it
+    text = "".join(traceback.format_exception(type(exc), exc, tb, limit=-TRACEBACK_FRAMES))
+    if len(text) <= TRACEBACK_CHARS:
+        return text
+    marker = f"[... {len(text) - TRACEBACK_CHARS} characters cut ...]\n"
+    return marker + text[len(text) - TRACEBACK_CHARS + len(marker) :]
 
 
 class Grant(Sequence[tuple[str, int, str, bytes]]):
@@ -93,6 +114,7 @@ class Worker(pykka.ThreadingActor):
         board: ResultBoard,
         clock: Clock,
         report_after: float = 0.002,
+        middleware: MiddlewareStack | None = None,
     ) -> None:
         super().__init__()
         self.name = name
@@ -103,16 +125,27 @@ class Worker(pykka.ThreadingActor):
         self.report_after = report_after
         self.incarnation = next(_incarnations)
         self.epoch = 0
+        self.middleware = middleware or _NO_MIDDLEWARE
         self._outbox: list[m.Result] = []
+        self._tracebacks: dict[str, str] = {}
         self._outbox_lock = threading.Lock()  # sending under it keeps outcomes in order
 
     def on_start(self) -> None:
         self.dispatcher.tell(m.WorkerJoined(self.name, self.incarnation))
+        if self.middleware.on_worker_start:
+            self.middleware.call(self.middleware.on_worker_start, self.name)
+
+    def on_stop(self) -> None:
+        if self.middleware.on_worker_stop:
+            self.middleware.call(self.middleware.on_worker_stop, self.name)
+
+    def on_failure(self, *exc_info: Any) -> None:
+        self.on_stop()
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, m.Assign):
             if message.epoch == self.epoch:
-                self._run(message.jobs)
+                self._run(message.jobs, message.headers)
         elif isinstance(message, m.Reset):
             self.epoch = message.epoch
             self.dispatcher.tell(m.Ready(self.name, self.incarnation, self.epoch, 1))
@@ -120,23 +153,38 @@ class Worker(pykka.ThreadingActor):
             return super().on_receive(message)
         return None
 
-    def _run(self, jobs: Sequence[tuple[str, int, str, bytes]]) -> None:
+    def _run(
+        self,
+        jobs: Sequence[tuple[str, int, str, bytes]],
+        headers: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
         stopped = self.actor_stopped
         clock = self.clock
+        middleware = self.middleware
+        around = middleware.around_jobs
         grant = jobs if isinstance(jobs, Grant) else Grant(jobs)
         while (job := grant.take()) is not None:
             job_id, attempt, task, payload = job
             if stopped.is_set():
                 return  # replaced while hung: the new incarnation's jobs are not ours
+            if around:
+                run = JobRun(
+                    job_id, attempt, task, self.name, (headers or {}).get(job_id, _NO_HEADERS)
+                )
+                middleware.call(middleware.before_job, run)
             started = clock.now()
             try:
-                ok, value, error, lineage = self._call(job_id, attempt, task, payload)
+                ok, value, error, lineage, trace = self._call(job_id, attempt, task, payload)
             except BaseException as exc:
                 self._report()
                 raise WorkerLost(f"job {job_id} ended its worker: {exc!r}") from exc
             seconds = clock.now() - started
+            if around:
+                middleware.call(middleware.after_job, run, RunResult(ok, seconds, error, trace))
             with self._outbox_lock:
                 self._outbox.append((job_id, attempt, ok, value, error, lineage, seconds))
+                if trace is not None:
+                    self._tracebacks[job_id] = trace
                 first = len(self._outbox) == 1
             if seconds >= self.report_after:
                 self._report()
@@ -148,28 +196,34 @@ class Worker(pykka.ThreadingActor):
 
     def _call(
         self, job_id: str, attempt: int, task: str, payload: bytes
-    ) -> tuple[bool, bytes | None, str | None, tuple[str, ...]]:
+    ) -> tuple[bool, bytes | None, str | None, tuple[str, ...], str | None]:
         fn = self.lookup(task)
         if fn is None:
-            return False, None, f"no task registered as {task!r}", ("actorq.UnknownTask",)
+            return False, None, f"no task registered as {task!r}", ("actorq.UnknownTask",), None
         token = _current.set(JobContext(job_id, attempt, task, self.board))
         try:
             args, kwargs = unpack(payload)
             value = fn(*args, **kwargs)
         except Exception as exc:
-            return False, None, f"{type(exc).__name__}: {exc}", exception_lineage(exc)
+            error = f"{type(exc).__name__}: {exc}"
+            return False, None, error, exception_lineage(exc), bounded_traceback(exc)
         finally:
             _current.reset(token)
         try:
             # Encoded once, here: the journal stores these bytes and the caller decodes them.
-            return True, pack(value), None, ()
+            return True, pack(value), None, (), None
         except (TypeError, ValueError, OverflowError) as exc:
             error = f"result cannot be encoded with msgpack: {exc}"
-            return False, None, error, ("actorq.ResultNotSerializable",)
+            return False, None, error, ("actorq.ResultNotSerializable",), None
 
     def _report(self) -> None:
         """Send the outcomes not yet reported (from this worker's thread or the clock's)."""
         with self._outbox_lock:
             results, self._outbox = self._outbox, []
+            tracebacks = None
+            if self._tracebacks:
+                tracebacks, self._tracebacks = self._tracebacks, {}
             if results and not self.actor_stopped.is_set():
-                self.dispatcher.tell(m.Finished(self.name, self.incarnation, self.epoch, results))
+                self.dispatcher.tell(
+                    m.Finished(self.name, self.incarnation, self.epoch, results, tracebacks)
+                )

@@ -36,6 +36,7 @@ from actorq.core.events import (
     Succeeded,
 )
 from actorq.core.job import JobSpec, JobStatus
+from actorq.core.limits import Limits, RateLimit, RetryBudget
 from actorq.core.state import DispatcherState, JobRecord
 from actorq.errors import Backpressure
 from actorq.supervision.policy import RestartPolicy, exception_lineage
@@ -74,6 +75,9 @@ class DispatchConfig:
     policy_for: Callable[[str, dict[str, Any] | None], RestartPolicy] = lambda task, override: (
         RestartPolicy.from_dict(override) if override else RestartPolicy()
     )
+    rate_limits: dict[str, RateLimit] = field(default_factory=dict)  # task -> limit
+    retry_budgets: dict[str, RetryBudget] = field(default_factory=dict)  # queue -> budget
+    node: str | None = None  # recorded with each start, for the attempts' history
 
 
 @dataclass
@@ -116,6 +120,7 @@ class DispatchCore:
         self.estimates: dict[str, float] = {}  # task -> run time, rising fast, falling slowly
         self._drain_waiters: list[m.Reply] = []
         self._sweep_armed = False
+        self.limits = Limits(config.rate_limits, config.retry_budgets)
         self._out = fx.Decision()
 
     # -- the shell's interface ------------------------------------------------
@@ -193,6 +198,7 @@ class DispatchCore:
             "statuses": {s.value: state.counts[s] for s in JobStatus},
             "queues": {q: state.depth[q] for q in self.config.queues},
             "active": state.active,
+            "limited": self.limits.waiting(),
         }
 
     # -- messages -----------------------------------------------------------------
@@ -244,6 +250,7 @@ class DispatchCore:
         estimates = self.estimates
         slot.progress_at = now
         published: list[tuple[str, fx.Outcome]] = []
+        tracebacks = msg.tracebacks or _NO_TRACEBACKS
         for job_id, attempt, ok, value, error, lineage, seconds in msg.results:
             held = slot.assigned.get(job_id)
             if held is None or held[0] != attempt:
@@ -264,10 +271,11 @@ class DispatchCore:
                 self.persist(Cancelled(job_id, now))
                 published.append((job_id, (S.CANCELLED, None, None)))
             elif ok:
-                self.persist(Succeeded(job_id, attempt, value or _NONE, now))
+                self.persist(Succeeded(job_id, attempt, value or _NONE, now, seconds))
                 published.append((job_id, (S.SUCCEEDED, value, None)))
             else:
-                self._fail(job_id, attempt, error or "failed", lineage, now)
+                trace = tracebacks.get(job_id)
+                self._fail(job_id, attempt, error or "failed", lineage, now, trace, seconds)
         if not slot.assigned:
             slot.load = 0.0  # no drift from float sums
         if published:
@@ -287,7 +295,14 @@ class DispatchCore:
             self._out.durable.append(fx.Publish(strict))
 
     def _fail(
-        self, job_id: str, attempt: int, error: str, lineage: tuple[str, ...], now: float
+        self,
+        job_id: str,
+        attempt: int,
+        error: str,
+        lineage: tuple[str, ...],
+        now: float,
+        trace: str | None = None,
+        ran: float | None = None,
     ) -> None:
         job = self.state.jobs[job_id]
         if job.cancel_requested:
@@ -304,13 +319,13 @@ class DispatchCore:
             rng=self.rng,
         )
         if not decision.restart:
-            self.persist(Failed(job_id, attempt, error, now, None, None))
+            self.persist(Failed(job_id, attempt, error, now, None, None, trace, ran))
             self._out.durable.append(fx.Publish([(job_id, (S.DEAD, None, error))]))
             self._bury(job)
             return
         delay = decision.delay
         retry_at = now + delay
-        self.persist(Failed(job_id, attempt, error, now, retry_at, delay))
+        self.persist(Failed(job_id, attempt, error, now, retry_at, delay, trace, ran))
         if delay <= 0:
             self.persist(BecameDue([job_id], now))
         else:
@@ -347,6 +362,9 @@ class DispatchCore:
                 continue
             if kind == "recall":
                 continue  # handle() runs assign(), which recalls what is stuck
+            if kind in ("rate", "budget"):
+                self._release((kind, job_id), now)
+                continue
             job = self.state.jobs.get(job_id)
             if job is None:
                 continue
@@ -435,14 +453,18 @@ class DispatchCore:
             and len(s.assigned) < limit
             and not (s.assigned and s.progress_at <= overdue)  # stuck on a long job
         ]
+        limited = bool(self.limits)
         while open_slots:
             still_open = []
             for slot in open_slots:
-                taken = state.take_ready(queues, 1)
-                if not taken:
+                if limited:
+                    job_id = self._next_ready(queues, now)
+                else:
+                    taken = state.take_ready(queues, 1)
+                    job_id = taken[0] if taken else None
+                if job_id is None:
                     open_slots = []
                     break
-                job_id = taken[0]
                 job = jobs[job_id]
                 # Started is applied below for the whole grant; mark the job taken now
                 # so that it is not handed out twice meanwhile.
@@ -456,8 +478,46 @@ class DispatchCore:
                 open_slots = still_open
         for name, ids in grants.items():
             self._start(name, ids, now)
-        if not state.counts[S.QUEUED]:
+        if not state.counts[S.QUEUED] or self.limits.parked:
             self._recall_stuck(now)
+
+    def _next_ready(self, queues: tuple[str, ...], now: float) -> str | None:
+        """The next queued job that its limits let start now; parks those they hold back."""
+        state = self.state
+        limits = self.limits
+        while True:
+            taken = state.take_ready(queues, 1)
+            if not taken:
+                return None
+            job_id = taken[0]
+            job = state.jobs[job_id]
+            spec = job.spec
+            retry = job.attempts > 0
+            held = limits.admit(spec.task, spec.queue, retry, now)
+            if held is None:
+                if not retry and ("budget", spec.queue) in limits.parked:
+                    self._release(("budget", spec.queue), now)  # a first attempt adds budget
+                return job_id
+            key, when = held
+            if limits.park(key, (-spec.priority, job.seq, job_id)):
+                self._out.now.append(fx.Arm([(when, key[0], key[1], None)]))
+
+    def _release(self, key: tuple[str, str], now: float) -> None:
+        """Put back into their queues the parked jobs a limit may have room for."""
+        state = self.state
+        for _, seq, job_id in self.limits.release(key, now):
+            job = state.jobs.get(job_id)
+            if job is not None and job.status is S.QUEUED and job.seq == seq:
+                state.requeue_ready(job)
+        if key in self.limits.parked and key not in self.limits.armed:
+            # Some stay parked: look again when the limit has room.
+            kind, name = key
+            if kind == "rate":
+                when = self.limits.logs[name].next_room()
+            else:
+                when = self.limits.windows[name].next_room(now)
+            self.limits.armed.add(key)
+            self._out.now.append(fx.Arm([(max(when, now), kind, name, None)]))
 
     def _recall_stuck(self, now: float) -> None:
         """Give idle workers the jobs stuck behind a job that overran its estimate."""
@@ -474,7 +534,7 @@ class DispatchCore:
                 self._out.now.append(fx.Recall(slot.name, list(slot.assigned)[1:]))
 
     def _start(self, worker: str, ids: list[str], now: float) -> None:
-        self.persist(Started(worker, ids, now))
+        self.persist(Started(worker, ids, now, self.config.node))
         slot = self.workers[worker]
         if len(slot.assigned) == len(ids):
             slot.progress_at = now  # it was idle: its clock of progress starts now
@@ -482,14 +542,18 @@ class DispatchCore:
         batch = []
         timers: list[fx.Timer] = []
         strict = False
+        headers: dict[str, dict[str, str]] | None = None
         for job_id in ids:
             job = jobs[job_id]
             spec = job.spec
             batch.append((job_id, job.attempts, spec.task, spec.payload))
+            if spec.headers:
+                headers = headers or {}
+                headers[job_id] = spec.headers
             if spec.timeout is not None:
                 timers.append((now + spec.timeout, "timeout", job_id, job.attempts))
             strict = strict or spec.delivery == "at_most_once"
-        assign = fx.Tell(worker, m.Assign(self.epoch, batch))
+        assign = fx.Tell(worker, m.Assign(self.epoch, batch, headers))
         # At most once: the start must be on record before the job can run. At
         # least once: the job may start while its events are written; if they are
         # lost in a crash, the job runs again, which at-least-once allows.
@@ -530,6 +594,7 @@ class DispatchCore:
 
 
 _NONE = b"\xc0"  # msgpack's nil: a handler that returned None
+_NO_TRACEBACKS: dict[str, str] = {}
 
 _HANDLERS: dict[type, Callable[[DispatchCore, Any, float], None]] = {
     m.Submit: DispatchCore._submit_message,

@@ -56,23 +56,36 @@ class BecameDue:
     at: float
 
 
-@event_type("job.started")
+@event_type("job.started", version=2)
 @dataclass(frozen=True, slots=True)
 class Started:
+    """Jobs were handed to `worker` (on `node`, when the system names its node)."""
+
     worker: str
     ids: list[str]
     at: float
+    node: str | None = None
 
 
-@event_type("job.succeeded", version=2)
+@upcaster("job.started", 1)
+def _started_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 did not record the node."""
+    return {**data, "node": None}
+
+
+@event_type("job.succeeded", version=3)
 @dataclass(frozen=True, slots=True)
 class Succeeded:
-    """`result` is the handler's return value, msgpack-encoded once by the worker."""
+    """`result` is the handler's return value, msgpack-encoded once by the worker.
+
+    `ran`: how long the handler ran, as its worker measured it.
+    """
 
     id: str
     attempt: int
     result: bytes
     at: float
+    ran: float | None = None
 
 
 @upcaster("job.succeeded", 1)
@@ -81,10 +94,19 @@ def _succeeded_v1(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "result": pack(data["result"])}
 
 
-@event_type("job.failed")
+@upcaster("job.succeeded", 2)
+def _succeeded_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 did not record the run time."""
+    return {**data, "ran": None}
+
+
+@event_type("job.failed", version=2)
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """An attempt failed; `retry_at` is None when the policy gave up (the job is dead)."""
+    """An attempt failed; `retry_at` is None when the policy gave up (the job is dead).
+
+    `traceback` is the handler's, bounded by the worker; `ran` how long it ran.
+    """
 
     id: str
     attempt: int
@@ -92,6 +114,14 @@ class Failed:
     at: float
     retry_at: float | None
     delay: float | None
+    traceback: str | None = None
+    ran: float | None = None
+
+
+@upcaster("job.failed", 1)
+def _failed_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 kept neither the traceback nor the run time."""
+    return {**data, "traceback": None, "ran": None}
 
 
 @event_type("job.requeued")

@@ -42,7 +42,9 @@ class JobSpec:
 
     `payload` is the msgpack encoding of ``[args, kwargs]``, made once in the
     submitting thread: the journal stores these bytes as they are, and only
-    the worker that runs the job decodes them.
+    the worker that runs the job decodes them. `headers` is a small map of
+    strings that travels with the job to its worker (middleware puts a trace
+    context there); it is stored only when present.
     """
 
     id: str
@@ -54,6 +56,7 @@ class JobSpec:
     policy: dict[str, Any] | None = None
     delivery: str = "at_least_once"
     idempotency_key: str | None = None
+    headers: dict[str, str] | None = None
 
     @property
     def arguments(self) -> tuple[list[Any], dict[str, Any]]:
@@ -71,11 +74,60 @@ class JobSpec:
             "policy": self.policy,
             "delivery": self.delivery,
             "idempotency_key": self.idempotency_key,
+            **({"headers": self.headers} if self.headers else {}),
         }
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> JobSpec:
         return cls(**data)
+
+
+# The fields of one attempt's record, in the order the state stores them.
+ATTEMPT_FIELDS = (
+    "attempt",
+    "started_at",
+    "finished_at",
+    "worker",
+    "node",
+    "outcome",
+    "error",
+    "traceback",
+    "retry_delay",
+    "ran",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One attempt of a job, from the journal.
+
+    `outcome`: succeeded, failed, cancelled, or interrupted (its worker or the
+    system went down; the job ran again). `retry_delay` is the backoff drawn
+    after a failure (None: no retry followed). `ran` is the handler's run time
+    as the worker measured it; `started_at` and `finished_at` are the
+    Dispatcher's clock at assignment and at the outcome.
+    """
+
+    attempt: int
+    started_at: float | None
+    finished_at: float
+    worker: str | None
+    node: str | None
+    outcome: str
+    error: str | None = None
+    traceback: str | None = None
+    retry_delay: float | None = None
+    ran: float | None = None
+
+    @classmethod
+    def from_values(cls, values: list[Any]) -> Attempt:
+        return cls(*values)
+
+    def to_values(self) -> list[Any]:
+        return [getattr(self, name) for name in ATTEMPT_FIELDS]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(zip(ATTEMPT_FIELDS, self.to_values(), strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +143,8 @@ class JobInfo:
     run_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    traceback: str | None = None  # the last failure's, bounded in size
+    history: tuple[Attempt, ...] = ()  # the latest attempts, oldest first
 
     @property
     def id(self) -> str:
@@ -139,6 +193,8 @@ class JobInfo:
             "run_at": self.run_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "traceback": self.traceback,
+            "history": [a.to_dict() for a in self.history],
         }
 
     def to_wire(self) -> dict[str, Any]:
@@ -152,6 +208,8 @@ class JobInfo:
             "run_at": self.run_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "traceback": self.traceback,
+            "history": [a.to_values() for a in self.history],
         }
 
     @classmethod
@@ -159,4 +217,5 @@ class JobInfo:
         fields = dict(data)
         fields["spec"] = JobSpec.from_wire(fields["spec"])
         fields["status"] = JobStatus(fields["status"])
+        fields["history"] = tuple(Attempt.from_values(a) for a in fields.get("history", ()))
         return cls(**fields)

@@ -10,7 +10,7 @@ commit), so an answer always means "durable".
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -107,11 +107,13 @@ class Ready:
 class Assign:
     """Run these jobs in order: tuples (job id, attempt, task, payload).
 
-    `payload` is the job's msgpack-encoded [args, kwargs].
+    `payload` is the job's msgpack-encoded [args, kwargs]; `headers` maps the
+    id of a job submitted with headers (trace context) to them.
     """
 
     epoch: int
     jobs: Sequence[tuple[str, int, str, bytes]]
+    headers: Mapping[str, Mapping[str, str]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +130,16 @@ Result = tuple[str, int, bool, bytes | None, str | None, tuple[str, ...], float]
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """Outcomes, in the order the jobs ran, with the time each took to run."""
+    """Outcomes, in the order the jobs ran, with the time each took to run.
+
+    `tracebacks` maps the id of a job that raised to its (bounded) traceback.
+    """
 
     worker: str
     incarnation: int
     epoch: int
     results: list[Result]
+    tracebacks: Mapping[str, str] | None = None
 
 
 # -- Scheduler -----------------------------------------------------------------

@@ -26,11 +26,14 @@ from actorq.core.events import (
     Submitted,
     Succeeded,
 )
-from actorq.core.job import JobInfo, JobSpec, JobStatus, pack, unpack
+from actorq.core.job import Attempt, JobInfo, JobSpec, JobStatus, pack, unpack
 
 S = JobStatus
 _WAITING = (S.SCHEDULED, S.RETRYING)
 SNAPSHOT_VERSION = 2
+# A job keeps the records of its latest attempts only: one that retries very
+# often must not grow without bound (finished jobs go with the retention).
+HISTORY_LIMIT = 20
 
 
 class JobRecord:
@@ -44,13 +47,16 @@ class JobRecord:
         "failures",
         "finished_at",
         "handoff_pending",
+        "history",
         "last_delay",
+        "node",
         "result",
         "run_at",
         "seq",
         "spec",
         "started_at",
         "status",
+        "traceback",
         "worker",
     )
 
@@ -68,6 +74,11 @@ class JobRecord:
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.worker: str | None = None
+        self.node: str | None = None
+        self.traceback: str | None = None
+        # [attempt, started_at, finished_at, worker, node, outcome, error,
+        #  traceback, retry_delay, ran]: the order of job.ATTEMPT_FIELDS
+        self.history: list[list[Any]] = _NO_HISTORY  # a list of its own from the first record
         self.cancel_requested = False
         self.handoff_pending = False
 
@@ -86,7 +97,39 @@ class JobRecord:
             run_at=self.run_at,
             started_at=self.started_at,
             finished_at=self.finished_at,
+            traceback=self.traceback,
+            history=tuple(Attempt.from_values(r) for r in self.history),
         )
+
+    def record(
+        self,
+        outcome: str,
+        at: float,
+        error: str | None = None,
+        trace: str | None = None,
+        delay: float | None = None,
+        ran: float | None = None,
+    ) -> None:
+        """Close the current attempt's record (before `worker` is cleared)."""
+        record = [
+            self.attempts,
+            self.started_at,
+            at,
+            self.worker,
+            self.node,
+            outcome,
+            error,
+            trace,
+            delay,
+            ran,
+        ]
+        history = self.history
+        if not history:
+            self.history = [record]
+            return
+        history.append(record)
+        if len(history) > HISTORY_LIMIT:
+            del history[0]
 
     def to_row(self) -> dict[str, Any]:
         return dict(zip(self.__slots__, self.to_values(), strict=True))
@@ -96,22 +139,29 @@ class JobRecord:
         values = [getattr(self, name) for name in self.__slots__]
         values[_STATUS] = self.status.value
         values[_FAILURES] = list(self.failures)  # never share a list the state mutates
+        values[_HISTORY] = list(self.history)  # records themselves are never changed
         values[_SPEC] = self.spec.to_wire()
         return values
 
     @classmethod
     def from_values(cls, fields: list[str], values: list[Any]) -> JobRecord:
         job = cls.__new__(cls)
+        # Fields added after a snapshot was written take their defaults.
+        job.node = job.traceback = None
+        job.history = []
         for name, value in zip(fields, values, strict=True):
             setattr(job, name, value)
         job.status = JobStatus(job.status)
         job.failures = list(job.failures)  # never share a list with the snapshot data
+        job.history = list(job.history)
         job.spec = JobSpec.from_wire(job.spec)  # type: ignore[arg-type]
         return job
 
 
 _STATUS = JobRecord.__slots__.index("status")
 _FAILURES = JobRecord.__slots__.index("failures")
+_NO_HISTORY: list[list[Any]] = []  # shared by records with no attempt yet; never appended to
+_HISTORY = JobRecord.__slots__.index("history")
 _SPEC = JobRecord.__slots__.index("spec")
 _SPEC_FIELDS = ("id", "task", "queue", "priority", "timeout", "policy", "delivery")
 
@@ -119,7 +169,7 @@ _SPEC_FIELDS = ("id", "task", "queue", "priority", "timeout", "policy", "deliver
 def _upcast_snapshot_v1(data: dict[str, Any]) -> dict[str, Any]:
     """Version 1 rows kept the spec's fields flat, with args, kwargs and result decoded."""
     old = data["fields"]
-    fields = list(JobRecord.__slots__)
+    fields = [name for name in JobRecord.__slots__ if name in old or name == "spec"]
     rows = []
     for values in data["jobs"]:
         row = dict(zip(old, values, strict=True))
@@ -187,6 +237,11 @@ class DispatcherState:
             if len(taken) >= limit:
                 break
         return taken
+
+    def requeue_ready(self, job: JobRecord) -> None:
+        """Put a queued job that a limit held back into its ready heap again (physical only)."""
+        spec = job.spec
+        heapq.heappush(self.queues.setdefault(spec.queue, []), (-spec.priority, job.seq, spec.id))
 
     def waiting(self) -> list[JobRecord]:
         """Scheduled and retrying jobs: their timers must be armed after recovery."""
@@ -293,6 +348,7 @@ class DispatcherState:
             self._move(job, S.RUNNING)
             job.attempts += 1
             job.worker = e.worker
+            job.node = e.node
             job.started_at = e.at
 
     def _succeeded(self, e: Succeeded) -> None:
@@ -300,6 +356,8 @@ class DispatcherState:
         if job is not None:
             job.result = e.result
             job.error = None
+            job.traceback = None
+            job.record("succeeded", e.at, ran=e.ran)
             self._finish(job, S.SUCCEEDED, e.at)
 
     def _failed(self, e: Failed) -> None:
@@ -307,8 +365,10 @@ class DispatcherState:
         if job is None:
             return
         job.error = e.error
+        job.traceback = e.traceback
         job.failures.append(e.at)
         job.last_delay = e.delay
+        job.record("failed", e.at, e.error, e.traceback, e.delay, e.ran)
         if e.retry_at is None:
             job.handoff_pending = True
             self._finish(job, S.DEAD, e.at)
@@ -321,7 +381,9 @@ class DispatcherState:
         for job_id in e.ids:
             job = self.jobs.get(job_id)
             if job is not None and job.status is S.RUNNING:
-                if not e.started:
+                if e.started:
+                    job.record("interrupted", e.at)
+                else:
                     job.attempts -= 1
                 job.worker = None
                 self._move(job, S.QUEUED)
@@ -335,6 +397,8 @@ class DispatcherState:
         job = self.jobs.get(e.id)
         if job is not None and not job.status.terminal:
             job.run_at = None
+            if job.status is S.RUNNING:
+                job.record("cancelled", e.at)
             self._finish(job, S.CANCELLED, e.at)
 
     def _handed_off(self, e: HandedOff) -> None:

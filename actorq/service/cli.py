@@ -356,13 +356,16 @@ class _nothing:
 @main.command(epilog=EXIT_CODES)
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the job record as JSON.")
+@click.option("--history", is_flag=True, help="Also list every attempt kept, oldest first.")
 @client_command
-def status(client: Client, job_id: str, as_json: bool) -> None:
+def status(client: Client, job_id: str, as_json: bool, history: bool) -> None:
     """Show a job; exits 0 if it exists (whatever its status), 1 if not."""
     job = client.call("GET", f"/jobs/{job_id}")
     if as_json:
         _print_json(job)
         return
+    attempts = job.pop("history", None) or []
+    trace = job.pop("traceback", None)
     table = Table(show_header=False, box=None)
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")
@@ -372,6 +375,29 @@ def status(client: Client, job_id: str, as_json: bool) -> None:
         table.add_row(f"[bold]{key}[/bold]", cell)
     if job.get("started_at") is not None and job.get("finished_at") is not None:
         table.add_row("[bold]ran for[/bold]", _duration(job["finished_at"] - job["started_at"]))
+    out.print(table)
+    if history:
+        _print_history(attempts, now)
+    if trace:
+        out.print("[bold]traceback[/bold] (last failure)")
+        out.print(trace, markup=False, highlight=False, end="")
+
+
+def _print_history(attempts: list[dict[str, Any]], now: float) -> None:
+    table = Table(title="attempts", title_justify="left")
+    for column in ("#", "started", "outcome", "ran", "worker", "node", "retry in", "error"):
+        table.add_column(column, overflow="fold")
+    for a in attempts:
+        table.add_row(
+            str(a["attempt"]),
+            _when(a["started_at"], now) if a["started_at"] is not None else "-",
+            a["outcome"],
+            _duration(a["ran"]) if a["ran"] is not None else "-",
+            _cell(a["worker"]),
+            _cell(a["node"]),
+            _duration(a["retry_delay"]) if a["retry_delay"] is not None else "-",
+            _cell(a["error"]),
+        )
     out.print(table)
 
 

@@ -57,6 +57,21 @@ class SubmitRequest(BaseModel):
     )
 
 
+class Attempt(BaseModel):
+    """One attempt of a job."""
+
+    attempt: int
+    started_at: float | None = Field(description="Unix time the job was handed to its worker.")
+    finished_at: float = Field(description="Unix time of the outcome.")
+    worker: str | None
+    node: str | None = Field(description="Host name of the process that ran it.")
+    outcome: str = Field(description="succeeded, failed, cancelled or interrupted.")
+    error: str | None
+    traceback: str | None
+    retry_delay: float | None = Field(description="Backoff drawn after a failure; null: no retry.")
+    ran: float | None = Field(description="Seconds the handler ran, as its worker measured.")
+
+
 class Job(BaseModel):
     """A point-in-time copy of a job's record."""
 
@@ -77,10 +92,20 @@ class Job(BaseModel):
     run_at: float | None = Field(description="When a delayed or retrying job becomes ready.")
     started_at: float | None
     finished_at: float | None
+    traceback: str | None = Field(
+        default=None, description="The last failure's traceback, its last frames, at most 8 KiB."
+    )
+    history: list[Attempt] = Field(
+        default_factory=list,
+        description="The job's latest attempts (at most 20), oldest first.",
+    )
 
     @classmethod
     def of(cls, info: JobInfo) -> Job:
-        return cls.model_construct(**{**info.to_dict(), "status": info.status})
+        fields = info.to_dict()
+        fields["status"] = info.status
+        fields["history"] = [Attempt.model_construct(**a) for a in fields["history"]]
+        return cls.model_construct(**fields)
 
 
 class Cancelled(BaseModel):

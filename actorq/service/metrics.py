@@ -120,6 +120,25 @@ class PrometheusObserver(SystemObserver):
             ["persistence_id"],
             registry=r,
         )
+        self.rate_limited = Gauge(
+            "actorq_rate_limited_jobs",
+            "Queued jobs held back by their task's rate limit.",
+            ["task"],
+            registry=r,
+        )
+        self.budget_waiting = Gauge(
+            "actorq_retry_budget_waiting_jobs",
+            "Retries held back because their queue's retry budget is spent.",
+            ["queue"],
+            registry=r,
+        )
+        self.deferrals = Counter(
+            "actorq_limit_deferrals",
+            "Times a job was held back by a limit (kind: rate or budget; name: task or queue).",
+            ["kind", "name"],
+            registry=r,
+        )
+        self._deferred: dict[tuple[str, str], int] = {}
         self._children: dict[tuple[object, ...], Any] = {}
         self._ready_at: dict[str, float] = {}
         self.rates = RateWindow(RATE_WINDOW)
@@ -236,6 +255,25 @@ class PrometheusObserver(SystemObserver):
         for queue, depth in state.depth.items():
             child(self.depth, queue).set(depth)
         self.in_flight.set(state.counts[JobStatus.RUNNING])
+
+    def limits_changed(
+        self, waiting: dict[str, dict[str, int]], deferred: dict[tuple[str, str], int]
+    ) -> None:
+        child = self._child
+        for task, n in waiting["rate"].items():
+            child(self.rate_limited, task).set(n)
+        for queue, n in waiting["budget"].items():
+            child(self.budget_waiting, queue).set(n)
+        # Series of limits no longer holding anything back drop to zero.
+        for (kind, name), _n in self._deferred.items():
+            gauge = self.rate_limited if kind == "rate" else self.budget_waiting
+            if name not in waiting[kind]:
+                child(gauge, name).set(0)
+        for key, n in deferred.items():
+            grown = n - self._deferred.get(key, 0)
+            if grown > 0:
+                child(self.deferrals, *key).inc(grown)
+        self._deferred = dict(deferred)
 
     def journal_appended(self, persistence_id: str, events: int, seconds: float) -> None:
         self._child(self.append_seconds, persistence_id).observe(seconds)
