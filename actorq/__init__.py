@@ -9,6 +9,7 @@ import logging as _logging
 from importlib.metadata import PackageNotFoundError as _NotFound
 from importlib.metadata import version as _version
 
+from actorq.client import AsyncClient, Client
 from actorq.clock import Clock, SystemClock, VirtualClock
 from actorq.context import JobContext, current_job
 from actorq.errors import (
@@ -50,9 +51,12 @@ __all__ = [
     "ActorqError",
     # supervision
     "Address",
+    # producers in other processes
+    "AsyncClient",
     "Backoff",
     "Backpressure",
     "ChildSpec",
+    "Client",
     # time
     "Clock",
     "Escalated",

@@ -23,6 +23,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 import msgpack
@@ -137,6 +138,7 @@ class ActorSystem:
         queues: Sequence[str] | None = None,
         journal: str | Journal | None = None,
         observer: SystemObserver | None = None,
+        board: ResultBoard | None = None,
     ) -> None:
         """Change how a system that is not running yet will start (the CLI's overrides)."""
         if self._root is not None:
@@ -154,6 +156,9 @@ class ActorSystem:
             self.journal_spec = journal
         if observer is not None:
             self.observer = observer
+        if board is not None:  # a cluster's leader also publishes outcomes to Redis
+            self.board = board
+            self._port = DispatcherPort(board)
 
     # -- tasks ----------------------------------------------------------------
 
@@ -386,6 +391,48 @@ class ActorSystem:
         answer, _ = dispatcher.submit(items, durable=True)
         return [JobHandle(self, job_id, existing) for job_id, existing in answer]
 
+    def submit_encoded(
+        self, items: Sequence[EncodedJob], *, durability: Durability = "durable"
+    ) -> list[JobHandle]:
+        """Submit jobs whose arguments are msgpack bytes already, all or none.
+
+        For submissions that arrive from other processes (`actorq.Client`):
+        the same checks as `submit`, on the encoded ``[args, kwargs]``.
+        """
+        specs = []
+        for job in items:
+            if not isinstance(job.payload, bytes):
+                raise InvalidSubmission("the payload must be msgpack bytes")
+            if len(job.payload) > self.max_payload_bytes:
+                raise PayloadTooLarge(len(job.payload), self.max_payload_bytes)
+            try:
+                args, kwargs = unpack(job.payload)
+            except Exception:
+                raise InvalidSubmission("the payload is not msgpack [args, kwargs]") from None
+            if not isinstance(args, list) or not isinstance(kwargs, dict):
+                raise InvalidSubmission("the payload is not msgpack [args, kwargs]")
+            specs.append(
+                self._spec(
+                    job.task,
+                    (),
+                    {},
+                    job.priority,
+                    job.delay,
+                    job.queue,
+                    job.idempotency_key,
+                    job.timeout,
+                    None,
+                    payload=job.payload,
+                )
+            )
+        if not specs:
+            return []
+        if durability not in DURABILITIES:
+            raise InvalidSubmission(f"durability must be one of {DURABILITIES}, not {durability!r}")
+        dispatcher = self._dispatcher()
+        answer, ticket = dispatcher.submit(specs, durable=durability == "durable")
+        return [JobHandle(self, i, existing, (dispatcher, ticket)) for i, existing in answer]
+
     def pipeline(self) -> Pipeline:
         """A batch of submissions that do not wait one by one.
 
@@ -419,6 +466,7 @@ class ActorSystem:
         idempotency_key: str | None,
         timeout: float | None,
         policy: RestartPolicy | None,
+        payload: bytes | None = None,
     ) -> tuple[JobSpec, float | None]:
         task = self.tasks.get(name)
         if task is None:
@@ -437,7 +485,7 @@ class ActorSystem:
         spec = JobSpec(
             id=self._ids.next(),
             task=name,
-            payload=self._encode(args, kwargs),
+            payload=self._encode(args, kwargs) if payload is None else payload,
             queue=queue,
             priority=priority,
             timeout=timeout,
@@ -630,6 +678,19 @@ def _explain_encoding_failure(args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         except (TypeError, ValueError, OverflowError) as exc:
             return NotSerializable(str(label), f"{type(value).__name__}: {exc}")
     return NotSerializable("(keyword names)", "keyword names must be strings")
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedJob:
+    """One submission whose arguments are encoded already (from another process)."""
+
+    task: str
+    payload: bytes
+    priority: int | None = None
+    delay: float | None = None
+    queue: str | None = None
+    idempotency_key: str | None = None
+    timeout: float | None = None
 
 
 class _JobIds:

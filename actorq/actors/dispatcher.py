@@ -57,6 +57,9 @@ class Dispatcher(PersistentActor):
         self.restart_worker = restart_worker
         self.port = port
         self._grants: dict[str, collections.deque[Grant]] = {}
+        # A cluster's journal says whether this node's lease surely still runs;
+        # a leader whose lease is in doubt grants nothing (its successor will).
+        self._lease_valid: Callable[[], bool] | None = getattr(journal, "lease_valid", None)
         self.core = DispatchCore(config, workers, epoch=next(_epochs), rng=rng or random.Random())
 
     @property
@@ -145,6 +148,9 @@ class Dispatcher(PersistentActor):
         if isinstance(effect, fx.Tell):
             message = effect.message
             if isinstance(message, m.Assign):
+                if self._lease_valid is not None and not self._lease_valid():
+                    logger.warning("lease in doubt: %d jobs not granted", len(message.jobs))
+                    return
                 grant = Grant(message.jobs)
                 grants = self._grants.setdefault(effect.to, collections.deque())
                 while grants and grants[0].done:
