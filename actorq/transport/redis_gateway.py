@@ -170,7 +170,8 @@ class Gateway:
                 op = fields[b"op"].decode()
                 body = w.unpack(fields[b"body"])
                 if op == "submit":
-                    waiting.append((entry_id, reply_key, self._submit(body)))
+                    handles = self._submit(body, entry_id.decode())
+                    waiting.append((entry_id, reply_key, handles))
                     continue
                 value: Any = {"ok": self._call(op, body)}
             except ActorqError as exc:
@@ -202,13 +203,21 @@ class Gateway:
             pipe.xdel(self._stream, *done)
             pipe.execute()
 
-    def _submit(self, body: Any) -> list[JobHandle]:
+    def _submit(self, body: Any, request: str) -> list[JobHandle]:
+        """Sequence the jobs of one request; answered once durable (see `_answer`).
+
+        A job without an idempotency key gets one made of the request's id: a
+        request that a leader made durable and died before answering is
+        claimed and taken again by its successor, and must find the same jobs.
+        """
         from actorq.system import EncodedJob
 
         if not isinstance(body, list) or not body:
             raise InvalidSubmission("a submission carries a non-empty list of jobs")
         jobs = []
-        for item in body:
+        for n, item in enumerate(body):
+            if isinstance(item, dict) and item.get("idempotency_key") is None:
+                item["idempotency_key"] = f"request:{request}:{n}"
             if not isinstance(item, dict) or not isinstance(item.get("task"), str):
                 raise InvalidSubmission("each job needs a task name")
             known = {"task", "payload", "priority", "delay", "queue", "idempotency_key", "timeout"}
