@@ -7,6 +7,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -39,7 +40,7 @@ def writers(redis_url: str) -> list[str]:
     """The owner token of every journal batch of the Dispatcher, in sequence order."""
     namespace = redis_url.partition("namespace=")[2]
     raw = redis.Redis.from_url(redis_url.partition("?")[0])
-    entries = raw.xrange(f"{namespace}:journal:dispatcher")
+    entries: Any = raw.xrange(f"{namespace}:journal:dispatcher")
     return [fields[b"by"].decode() for _, fields in entries]
 
 
