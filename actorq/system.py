@@ -31,7 +31,7 @@ import pykka
 
 from actorq.actors.board import ResultBoard
 from actorq.actors.deadletter import DeadLetter
-from actorq.actors.dispatcher import Dispatcher, DispatcherPort
+from actorq.actors.dispatcher import Dispatcher, DispatcherPort, RemoteWorkers
 from actorq.actors.scheduler import Scheduler
 from actorq.actors.worker import Worker
 from actorq.clock import Clock, SystemClock
@@ -130,6 +130,7 @@ class ActorSystem:
         self.scheduler = Address("scheduler")
         self.dispatcher = Address("dispatcher")
         self.workers = [Address(f"worker-{i + 1}") for i in range(workers)]
+        self.remote: RemoteWorkers | None = None
 
     def configure(
         self,
@@ -139,6 +140,7 @@ class ActorSystem:
         journal: str | Journal | None = None,
         observer: SystemObserver | None = None,
         board: ResultBoard | None = None,
+        remote: RemoteWorkers | None = None,
     ) -> None:
         """Change how a system that is not running yet will start (the CLI's overrides)."""
         if self._root is not None:
@@ -156,6 +158,8 @@ class ActorSystem:
             self.journal_spec = journal
         if observer is not None:
             self.observer = observer
+        if remote is not None:  # a cluster's leader also grants to workers on other nodes
+            self.remote = remote
         if board is not None:  # a cluster's leader also publishes outcomes to Redis
             self.board = board
             self._port = DispatcherPort(board)
@@ -274,6 +278,7 @@ class ActorSystem:
                     config=config,
                     port=self._port,
                     rng=random.Random(self.rng.getrandbits(64)),
+                    remote=self.remote,
                     observer=self.observer,
                 ),
                 address=self.dispatcher,
@@ -293,6 +298,9 @@ class ActorSystem:
         return specs
 
     def _restart_worker(self, name: str, reason: str) -> None:
+        if self.remote is not None and name not in {w.name for w in self.workers}:
+            self.remote.replace(name, reason)
+            return
         root = self._root
         if root is not None:
             root.tell(RestartChild(name, reason))

@@ -20,7 +20,7 @@ def _record(kind: str, key: str) -> None:
     ledger = os.environ.get("ACTORQ_TEST_LEDGER")
     if not ledger:
         return
-    line = f"{kind} {key} {current_job().attempt}\n".encode()
+    line = f"{kind} {key} {current_job().attempt} {os.getpid()}\n".encode()
     fd = os.open(Path(ledger) / f"{os.getpid()}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         os.write(fd, line)
@@ -55,3 +55,24 @@ def amo(key: str) -> str:
     time.sleep(0.005)
     _record("amo", key)
     return key
+
+
+def _hold(kind: str, key: str, flags: str) -> int:
+    """Record the start, wait for the file ``flags/key`` (30 s at most), record the end."""
+    _record(f"{kind}-start", key)
+    flag = Path(flags) / key
+    deadline = time.monotonic() + 30
+    while not flag.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    _record(f"{kind}-end", key)
+    return os.getpid()
+
+
+@system.task("hold", policy=RestartPolicy(max_restarts=3))
+def hold(key: str, flags: str) -> int:
+    return _hold("hold", key, flags)
+
+
+@system.task("hold_amo", delivery="at_most_once", policy=RestartPolicy(max_restarts=0))
+def hold_amo(key: str, flags: str) -> int:
+    return _hold("hold_amo", key, flags)

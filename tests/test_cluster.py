@@ -31,7 +31,7 @@ def ledger_counts(ledger: Path) -> Counter[str]:
     counts: Counter[str] = Counter()
     for log in ledger.glob("*.log"):
         for line in log.read_text().splitlines():
-            kind, key, _attempt = line.split()
+            kind, key, _attempt, _pid = line.split()
             counts[f"{kind} {key}"] += 1
     return counts
 

@@ -249,6 +249,10 @@ class RedisJournal:
         return not self.lost.is_set() and self._monotonic() < self._valid_until
 
     @property
+    def lease(self) -> float:
+        return self._lease
+
+    @property
     def token(self) -> str:
         return self._token.decode()
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from actorq.clock import SystemClock
 from actorq.errors import InvalidJournalURL, JournalError, JournalFenced
 from actorq.persistence.redis import RedisJournal
 from actorq.service.runner import (
@@ -29,6 +30,7 @@ from actorq.service.runner import (
 from actorq.system import ActorSystem
 from actorq.transport.redis_client import Target
 from actorq.transport.redis_gateway import Gateway, PublishingBoard
+from actorq.transport.redis_nodes import NodeAgent, NodeHub
 
 if TYPE_CHECKING:
     from actorq.service.http_server import Server
@@ -47,8 +49,17 @@ def run_node(system: ActorSystem, options: WorkerOptions, url: str) -> int:
         return EXIT_USAGE
     client = redis.Redis.from_url(target.redis_url, socket_connect_timeout=2.0, socket_timeout=5.0)
     signals = StopSignals()
+    agent: NodeAgent | None = None
     try:
         warn_without_persistence(client)
+        agent = NodeAgent(
+            client,
+            target.namespace,
+            workers=system.worker_count,
+            lookup=system._lookup,
+            clock=SystemClock(),
+            lease=target.lease,
+        ).start()
         while not signals.requested.is_set():
             try:
                 journal = RedisJournal.from_url(url, standby=signals.requested)
@@ -65,6 +76,8 @@ def run_node(system: ActorSystem, options: WorkerOptions, url: str) -> int:
                 return code
         return EXIT_OK
     finally:
+        if agent is not None:
+            agent.stop()
         signals.restore()
         client.close()
 
@@ -80,12 +93,21 @@ def _lead(
     """One term as leader; None when the node should stand by again."""
     logger.info("leading namespace %r as %s", namespace, journal.token)
     board = PublishingBoard(client, namespace, system.retention)
-    system.configure(journal=journal, board=board)
+    hub = NodeHub(
+        client,
+        namespace,
+        dispatcher=system.dispatcher,
+        lease=journal.lease,
+        leading=journal.lease_valid,
+    ).start()
+    system.configure(journal=journal, board=board, remote=hub)
     try:
         system.start()
         wait_recovered(system, signals)
+        hub.join_known()
     except Exception as exc:
         logger.error("the actor system did not come up: %s", system.failure or exc)
+        hub.stop()
         system.stop(timeout=0)
         board.close()
         return None if journal.lost.is_set() else EXIT_UNAVAILABLE
@@ -124,6 +146,7 @@ def _lead(
             result = EXIT_UNAVAILABLE
             break
     gateway.stop()
+    hub.stop()
     if server is not None:
         server.stop()
     if result is None:

@@ -34,6 +34,7 @@ class Target:
     redis_url: str
     namespace: str
     wait: float
+    lease: float = 10.0
 
     @classmethod
     def from_url(cls, url: str, wait: float | None = None) -> Target:
@@ -49,7 +50,11 @@ class Target:
         if not bound > 0:
             raise InvalidJournalURL(redact(url), "wait must be positive", ACCEPTED)
         namespace = ours.get("namespace", "actorq")
-        return cls(f"{base}?{rest}" if rest else base, namespace, bound)
+        try:
+            lease = float(ours.get("lease", 10.0))
+        except ValueError:
+            raise InvalidJournalURL(redact(url), "lease must be seconds", ACCEPTED) from None
+        return cls(f"{base}?{rest}" if rest else base, namespace, bound, lease)
 
 
 class _Requests:
