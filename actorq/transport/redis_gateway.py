@@ -106,6 +106,8 @@ class Gateway:
         self._consumer = consumer
         self._leading = leading
         self._stop = threading.Event()
+        self._offset = 0.0
+        self._offset_at = 0.0
         self._thread = threading.Thread(target=self._loop, name="actorq-gateway", daemon=True)
 
     def start(self) -> Gateway:
@@ -152,8 +154,7 @@ class Gateway:
                 self._stop.wait(0.2)
 
     def _answer(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        seconds, micros = cast(Any, self._redis.time())
-        now_ms = seconds * 1000 + micros // 1000
+        now_ms = self._server_ms()
         replies: list[tuple[bytes, bytes, Any]] = []  # (entry id, reply key, reply)
         waiting: list[tuple[bytes, bytes, list[JobHandle]]] = []
         late: list[bytes] = []
@@ -202,6 +203,15 @@ class Gateway:
             pipe.xack(self._stream, w.GROUP, *done)
             pipe.xdel(self._stream, *done)
             pipe.execute()
+
+    def _server_ms(self) -> float:
+        """Redis server time in ms, from an offset read again every 10 s (not a call per batch)."""
+        now = time.monotonic()
+        if now >= self._offset_at:
+            seconds, micros = cast(Any, self._redis.time())
+            self._offset = int(seconds) * 1000 + int(micros) / 1000 - now * 1000
+            self._offset_at = now + 10.0
+        return now * 1000 + self._offset
 
     def _submit(self, body: Any, request: str) -> list[JobHandle]:
         """Sequence the jobs of one request; answered once durable (see `_answer`).
