@@ -47,15 +47,15 @@ def writers(redis_url: str) -> list[str]:
 def test_failover_after_sigkill_and_a_paused_leader_that_wakes_up_fenced(
     redis_url: str, tmp_path: Path, nodes: list[Node]
 ) -> None:
-    """Kill the leader mid-run, then pause its successor past its lease: no job is lost."""
+    """Kill the leader mid-run, then a worker node, then pause the new leader past its lease."""
     ledger = tmp_path / "ledger"
     ledger.mkdir()
     journal = f"{redis_url}&lease=1"
-    nodes.extend(start_node(tmp_path, journal, ledger=ledger) for _ in range(3))
+    nodes.extend(start_node(tmp_path, journal, ledger=ledger) for _ in range(4))
     first = wait_leader(nodes)
 
     acknowledged: dict[str, str] = {}  # job id -> "kind key"
-    half = threading.Event()
+    third_in, two_thirds_in = threading.Event(), threading.Event()
 
     def produce() -> None:
         with Client(redis_url) as client:
@@ -63,18 +63,23 @@ def test_failover_after_sigkill_and_a_paused_leader_that_wakes_up_fenced(
                 kind = "amo" if i % 3 == 0 else "alo"
                 job = client.submit(kind, f"k{i}", idempotency_key=f"k{i}")
                 acknowledged[job.id] = f"{kind} k{i}"
-                if i == JOBS // 2:
-                    half.set()
+                if i == JOBS // 3:
+                    third_in.set()
+                if i == 2 * JOBS // 3:
+                    two_thirds_in.set()
 
     producer = threading.Thread(target=produce)
     producer.start()
-    assert half.wait(60)
+    assert third_in.wait(60)
     first.kill()
     second = wait_leader([n for n in nodes if n is not first])
     second_token = second.token()
+    worker_node = next(n for n in nodes if n not in (first, second))
+    worker_node.kill()
 
+    assert two_thirds_in.wait(60)
     second.signal(signal.SIGSTOP)
-    third = wait_leader([n for n in nodes if n not in (first, second)])
+    third = wait_leader([n for n in nodes if n not in (first, second, worker_node)])
     third_token = third.token()
     second.signal(signal.SIGCONT)
     wait_until(lambda: "standing by again" in second.text(), timeout=30)
