@@ -66,7 +66,7 @@ def parts(redis_url: str) -> Iterator[tuple[NodeAgent, NodeHub, Inbox, threading
         target.namespace,
         dispatcher=inbox,
         lease=LEASE,
-        leading=lambda: True,  # type: ignore[arg-type]
+        leading=lambda: True,
     ).start()
     yield agent, hub, inbox, release, (client, target, ran)
     release.set()
@@ -110,7 +110,7 @@ def test_a_node_obeys_only_the_newest_leader(parts: Any) -> None:
         target.namespace,
         dispatcher=inbox,
         lease=LEASE,
-        leading=lambda: True,  # type: ignore[arg-type]
+        leading=lambda: True,
     ).start()
     try:
         assert successor.term == hub.term + 1

@@ -34,7 +34,7 @@ import queue
 import threading
 import uuid
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import redis
 
@@ -51,6 +51,12 @@ log = logging.getLogger(__name__)
 
 _BATCH = 512
 _TRIM = 10_000  # entries kept per inbox stream: far more than are ever unread
+
+
+class Mailbox(Protocol):
+    """Where the leader's side delivers: the Dispatcher's Address."""
+
+    def tell(self, message: Any) -> None: ...
 
 
 def _keys(namespace: str, node: str = "") -> dict[str, str]:
@@ -284,7 +290,7 @@ class NodeHub:
         client: redis.Redis,
         namespace: str,
         *,
-        dispatcher: Address,
+        dispatcher: Mailbox,
         lease: float,
         leading: Callable[[], bool],
     ) -> None:
