@@ -103,3 +103,25 @@ def test_failover_after_sigkill_and_a_paused_leader_that_wakes_up_fenced(
     by = writers(redis_url)
     assert second_token in by and third_token in by
     assert max(i for i, t in enumerate(by) if t == second_token) < by.index(third_token)
+
+
+def test_a_result_waited_for_arrives_across_a_failover(
+    redis_url: str, tmp_path: Path, nodes: list[Node]
+) -> None:
+    """A Client blocked in result() gets the outcome the next leader publishes."""
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    journal = f"{redis_url}&lease=1"
+    nodes.extend(start_node(tmp_path, journal) for _ in range(2))
+    first = wait_leader(nodes)
+    with Client(redis_url) as client:
+        job = client.submit("hold", "across", str(flags))
+        outcome: list[Any] = []
+        waiter = threading.Thread(target=lambda: outcome.append(job.result(timeout=60)))
+        waiter.start()
+        first.kill()
+        second = wait_leader([n for n in nodes if n is not first])
+        (flags / "across").touch()
+        waiter.join(60)
+        assert outcome == [second.process.pid]  # the killed leader could not have run it
+        assert client.job(job.id).status is JobStatus.SUCCEEDED
