@@ -83,7 +83,7 @@ class _Requests:
     def unanswered(self) -> JournalUnavailable:
         return JournalUnavailable(
             f"no leader of namespace {self.target.namespace!r} answered within"
-            f" {self.target.wait:g} s; the request was withdrawn and nothing was accepted"
+            f" {self.target.wait:g} s; the request was withdrawn before any leader took it"
         )
 
     @staticmethod
