@@ -43,6 +43,11 @@ __all__ = ["AsyncClient", "AsyncClientJob", "Client", "ClientJob"]
 
 Outcome = tuple[JobStatus, bytes | None, str | None]
 
+# The longest one blocking wait for a publication: under the connection's
+# socket timeout, and a bound on how long a publication missed while Redis
+# restarted goes unnoticed (the outcome key is read again after each wait).
+_SLICE = 20.0
+
 
 def _job(
     task: str,
@@ -208,11 +213,11 @@ class Client:
                 pubsub.subscribe(w.done_channel(self._target.namespace, job_id))
                 raw = client.get(key)  # it may have finished before we listened
                 while raw is None:
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
+                    left = _SLICE if deadline is None else deadline - time.monotonic()
+                    if left <= 0:
                         raise TimeoutError(f"job {job_id} did not finish within {timeout}s")
-                    if pubsub.get_message(timeout=left) is not None:
-                        raw = client.get(key)
+                    pubsub.get_message(timeout=min(left, _SLICE))
+                    raw = client.get(key)
             finally:
                 pubsub.close()
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
@@ -340,8 +345,8 @@ class AsyncClient:
             async def wait() -> bytes:
                 got: Any = await client.get(key)
                 while got is None:
-                    if await pubsub.get_message(timeout=None) is not None:
-                        got = await client.get(key)
+                    await pubsub.get_message(timeout=_SLICE)
+                    got = await client.get(key)
                 return bytes(got)
 
             try:
