@@ -37,7 +37,7 @@ from actorq.errors import (
 )
 from actorq.system import PRIORITY_MAX, PRIORITY_MIN, _explain_encoding_failure
 from actorq.transport import redis_wire as w
-from actorq.transport.redis_client import AsyncRedisRequests, RedisRequests, Target
+from actorq.transport.redis_client import WAIT_SLICE, AsyncRedisRequests, RedisRequests, Target
 
 __all__ = ["AsyncClient", "AsyncClientJob", "Client", "ClientJob"]
 
@@ -46,7 +46,7 @@ Outcome = tuple[JobStatus, bytes | None, str | None]
 # The longest one blocking wait for a publication: under the connection's
 # socket timeout, and a bound on how long a publication missed while Redis
 # restarted goes unnoticed (the outcome key is read again after each wait).
-_SLICE = 20.0
+_SLICE = WAIT_SLICE
 
 
 def _job(

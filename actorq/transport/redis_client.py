@@ -24,6 +24,10 @@ from actorq.errors import InvalidJournalURL, JournalUnavailable
 from actorq.persistence.url import ACCEPTED, parse_journal_url, redact
 from actorq.transport import redis_wire as w
 
+# The longest single blocking wait for a job's outcome (see Client.result); the
+# connections' socket timeout stays above it and above the request wait.
+WAIT_SLICE = 20.0
+
 _OURS = ("namespace", "wait", "lease", "retry_for", "claim_wait", "waitaof")
 
 
@@ -96,7 +100,9 @@ class RedisRequests(_Requests):
     def __init__(self, target: Target) -> None:
         super().__init__(target)
         self.redis = redis.Redis.from_url(
-            target.redis_url, socket_connect_timeout=5.0, socket_timeout=target.wait + 10
+            target.redis_url,
+            socket_connect_timeout=5.0,
+            socket_timeout=max(target.wait, WAIT_SLICE) + 10,
         )
 
     def call(self, op: str, body: Any) -> Any:
@@ -125,7 +131,9 @@ class AsyncRedisRequests(_Requests):
     def __init__(self, target: Target) -> None:
         super().__init__(target)
         self.redis = aioredis.Redis.from_url(
-            target.redis_url, socket_connect_timeout=5.0, socket_timeout=target.wait + 10
+            target.redis_url,
+            socket_connect_timeout=5.0,
+            socket_timeout=max(target.wait, WAIT_SLICE) + 10,
         )
 
     async def call(self, op: str, body: Any) -> Any:
