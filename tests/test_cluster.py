@@ -15,6 +15,7 @@ import redis
 from actorq import Client, JobFailed, JobStatus
 from tests.cluster import Node, start_node, wait_leader
 from tests.helpers import wait_until
+from tests.redis_server import RedisServer
 
 JOBS = 300
 
@@ -125,3 +126,25 @@ def test_a_result_waited_for_arrives_across_a_failover(
         waiter.join(60)
         assert outcome == [second.process.pid]  # the killed leader could not have run it
         assert client.job(job.id).status is JobStatus.SUCCEEDED
+
+
+def test_a_node_outlives_a_redis_outage_and_leads_again(tmp_path: Path, nodes: list[Node]) -> None:
+    """Redis away past the lease: the leader steps down, stands by, and leads once it is back."""
+    server = RedisServer()  # its own: the test kills it
+    try:
+        url = f"{server.url}?namespace=outage"
+        nodes.append(start_node(tmp_path, f"{url}&lease=1"))
+        node = wait_leader(nodes)
+        with Client(url) as client:
+            before = client.submit("add", 1, 2)
+            assert before.result(timeout=30) == 3
+        server.kill()
+        wait_until(lambda: "stepping down" in node.text(), timeout=30)
+        server.start()
+        wait_leader(nodes)
+        with Client(url) as client:
+            assert client.submit("add", 2, 2).result(timeout=30) == 4
+            assert client.job(before.id).status is JobStatus.SUCCEEDED
+        assert node.process.poll() is None
+    finally:
+        server.stop()

@@ -515,12 +515,16 @@ class RedisJournal:
 
     def _beat(self) -> None:
         """Heartbeat thread: refresh the lease every fifth of it until `close`."""
+        failing = False
         while not self._stop.wait(self._lease / 5):
             try:
                 holder, _ = self._claim_owner()
             except (redis.RedisError, OSError) as exc:
-                log.warning("lease refresh for %r failed: %s", self._owner_key, exc)
+                level = logging.DEBUG if failing else logging.WARNING  # once an outage
+                log.log(level, "lease refresh for %r failed: %s", self._owner_key, exc)
+                failing = True
                 continue
+            failing = False
             if holder != self._token:
                 self.lost.set()  # a successor leads now; this journal never writes again
                 log.error("%r is held by %r now: this owner steps down", self._owner_key, holder)

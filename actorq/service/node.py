@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from actorq.clock import SystemClock
-from actorq.errors import InvalidJournalURL, JournalError, JournalFenced
+from actorq.errors import InvalidJournalURL, JournalError, JournalFenced, JournalUnavailable
 from actorq.persistence.redis import RedisJournal
 from actorq.service.runner import (
     EXIT_OK,
@@ -52,14 +52,18 @@ def run_node(system: ActorSystem, options: WorkerOptions, url: str) -> int:
     agent: NodeAgent | None = None
     try:
         warn_without_persistence(client)
-        agent = NodeAgent(
-            client,
-            target.namespace,
-            workers=system.worker_count,
-            lookup=system._lookup,
-            clock=SystemClock(),
-            lease=target.lease,
-        ).start()
+        try:
+            agent = NodeAgent(
+                client,
+                target.namespace,
+                workers=system.worker_count,
+                lookup=system._lookup,
+                clock=SystemClock(),
+                lease=target.lease,
+            ).start()
+        except (redis.RedisError, OSError) as exc:
+            logger.error("Redis cannot be reached: %s", exc)
+            return EXIT_UNAVAILABLE
         while not signals.requested.is_set():
             try:
                 journal = RedisJournal.from_url(url, standby=signals.requested)
@@ -68,6 +72,11 @@ def run_node(system: ActorSystem, options: WorkerOptions, url: str) -> int:
             except InvalidJournalURL as exc:
                 logger.error("%s", exc)
                 return EXIT_USAGE
+            except JournalUnavailable as exc:
+                # A node outlives a Redis restart: it stands by until Redis answers.
+                logger.warning("standing by, Redis does not answer: %s", exc)
+                signals.requested.wait(1.0)
+                continue
             except JournalError as exc:
                 logger.error("the journal cannot be opened: %s", exc)
                 return EXIT_UNAVAILABLE

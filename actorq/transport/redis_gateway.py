@@ -64,6 +64,7 @@ class PublishingBoard(ResultBoard):
 
     def _send(self) -> None:
         ns = self._namespace
+        outage = w.Outage(log, "publishing outcomes")
         while (batch := self._outbox.get()) is not None:
             while len(batch) < _BATCH:  # take what else is waiting: one round trip
                 try:
@@ -84,9 +85,10 @@ class PublishingBoard(ResultBoard):
                 pipe.publish(w.done_channel(ns, job_id), b"1")
             try:
                 pipe.execute()
+                outage.ok()
             except (redis.RedisError, OSError) as exc:
                 # Clients then learn the outcome from the job record (`job()`).
-                log.warning("could not publish %d outcomes: %s", len(batch), exc)
+                outage.failed(exc)
 
 
 class Gateway:
@@ -125,6 +127,7 @@ class Gateway:
             self._thread.join(timeout=5)
 
     def _loop(self) -> None:
+        outage = w.Outage(log, "reading client requests")
         claim_at = 0.0
         while not self._stop.is_set():
             if not self._leading():
@@ -144,10 +147,11 @@ class Gateway:
                         w.GROUP, self._consumer, {self._stream: ">"}, count=_BATCH, block=200
                     )
                     entries = read[0][1] if read else []
+                outage.ok()
                 if entries:
                     self._answer(entries)
             except (redis.RedisError, OSError) as exc:
-                log.warning("reading client requests failed: %s", exc)
+                outage.failed(exc)
                 self._stop.wait(0.2)
             except Exception:
                 log.exception("the gateway failed on a batch of requests")

@@ -45,7 +45,7 @@ from actorq.core import messages as m
 from actorq.supervision.address import Address
 from actorq.supervision.policy import RestartPolicy
 from actorq.supervision.supervisor import ChildSpec, RestartChild, Supervisor
-from actorq.transport.redis_wire import pack, unpack
+from actorq.transport.redis_wire import Outage, pack, unpack
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ class _Sender:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        outage = Outage(log, f"sending ({self._thread.name})")
         while (item := self._queue.get()) is not None:
             batch = [item]
             while len(batch) < _BATCH:
@@ -102,10 +103,11 @@ class _Sender:
                 pipe.xadd(stream, cast(Any, fields), maxlen=_TRIM, approximate=True)
             try:
                 pipe.execute()
+                outage.ok()
             except (redis.RedisError, OSError) as exc:
                 # Lost messages are recovered by the protocol: a grant never
                 # delivered fails with its node's lease or is recalled.
-                log.warning("could not send %d messages: %s", len(batch), exc)
+                outage.failed(exc)
 
 
 class _LeaderLink:
@@ -215,6 +217,7 @@ class NodeAgent:
         5 ms however busy a handler keeps the interpreter, so user code cannot
         starve it (only a paused process can, and then the lease is meant to end).
         """
+        outage = Outage(log, f"the heartbeat of node {self.node}")
         while not self._stop.wait(self._lease / 5):
             try:
                 previous = self._redis.set(
@@ -223,17 +226,20 @@ class NodeAgent:
                 if previous is None:  # declared lost meanwhile: join again
                     log.warning("node %s outlived its lease; joining again", self.node)
                     self._hello()
+                outage.ok()
             except (redis.RedisError, OSError) as exc:
-                log.warning("heartbeat of node %s failed: %s", self.node, exc)
+                outage.failed(exc)
 
     def _read(self) -> None:
         last = "0-0"
         stream = self._keys["inbox"]
+        outage = Outage(log, f"reading the inbox of node {self.node}")
         while not self._stop.is_set():
             try:
                 got: Any = self._redis.xread({stream: last}, count=_BATCH, block=500)
+                outage.ok()
             except (redis.RedisError, OSError) as exc:
-                log.warning("reading the inbox of node %s failed: %s", self.node, exc)
+                outage.failed(exc)
                 self._stop.wait(0.2)
                 continue
             for entry_id, fields in got[0][1] if got else []:
@@ -368,11 +374,13 @@ class NodeHub:
     def _read(self) -> None:
         last = self._start_id
         stream = self._keys["leader"]
+        outage = Outage(log, "reading the leader's inbox")
         while not self._stop.is_set() and self._leading():
             try:
                 got: Any = self._redis.xread({stream: last}, count=_BATCH, block=200)
+                outage.ok()
             except (redis.RedisError, OSError) as exc:
-                log.warning("reading the leader's inbox failed: %s", exc)
+                outage.failed(exc)
                 self._stop.wait(0.2)
                 continue
             for entry_id, fields in got[0][1] if got else []:
@@ -407,12 +415,14 @@ class NodeHub:
         self._dispatcher.tell(message)
 
     def _watch(self) -> None:
+        outage = Outage(log, "checking the nodes' leases")
         while not self._stop.wait(self._lease / 5) and self._leading():
             for node in list(self._nodes):
                 try:
                     alive = self._redis.exists(_keys(self._namespace, node)["alive"])
+                    outage.ok()
                 except (redis.RedisError, OSError) as exc:
-                    log.warning("cannot check node %s: %s", node, exc)
+                    outage.failed(exc)
                     continue
                 if not alive:
                     log.warning("node %s stopped heart-beating: its jobs are lost", node)

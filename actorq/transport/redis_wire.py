@@ -21,6 +21,7 @@ exactly what the embedded API raises.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgpack
@@ -94,3 +95,22 @@ def outcome_to_wire(status: JobStatus, value: bytes | None, error: str | None) -
 def outcome_from_wire(data: bytes) -> tuple[JobStatus, bytes | None, str | None]:
     status, value, error = unpack(data)
     return JobStatus(status), value, error
+
+
+class Outage:
+    """Logs a Redis failure once when it starts and once when it ends, not on every retry."""
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        self._log = logger
+        self._what = what
+        self._failing = False
+
+    def failed(self, exc: BaseException) -> None:
+        level = logging.DEBUG if self._failing else logging.WARNING
+        self._log.log(level, "%s failed: %s", self._what, exc)
+        self._failing = True
+
+    def ok(self) -> None:
+        if self._failing:
+            self._failing = False
+            self._log.info("%s works again", self._what)
