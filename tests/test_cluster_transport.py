@@ -17,8 +17,9 @@ import redis
 from actorq.clock import SystemClock
 from actorq.core import messages as m
 from actorq.core.job import pack
+from actorq.transport.redis_agent import NodeAgent
 from actorq.transport.redis_client import Target
-from actorq.transport.redis_nodes import NodeAgent, NodeHub
+from actorq.transport.redis_hub import NodeHub
 
 LEASE = 1.0
 

@@ -28,9 +28,10 @@ from actorq.service.runner import (
     wait_recovered,
 )
 from actorq.system import ActorSystem
+from actorq.transport.redis_agent import NodeAgent
 from actorq.transport.redis_client import Target
 from actorq.transport.redis_gateway import Gateway, PublishingBoard
-from actorq.transport.redis_nodes import NodeAgent, NodeHub
+from actorq.transport.redis_hub import NodeHub
 
 if TYPE_CHECKING:
     from actorq.service.http_server import Server
