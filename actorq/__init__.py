@@ -9,6 +9,7 @@ import logging as _logging
 from importlib.metadata import PackageNotFoundError as _NotFound
 from importlib.metadata import version as _version
 
+from actorq.client import AsyncClient, Client
 from actorq.clock import Clock, SystemClock, VirtualClock
 from actorq.context import JobContext, current_job
 from actorq.core.job import Attempt
@@ -49,17 +50,15 @@ except _NotFound:  # running from a source tree that was never installed
     __version__ = "0.0.0"
 
 __all__ = [
-    # the system and its jobs
     "ActorSystem",
-    # errors
     "ActorqError",
-    # supervision
     "Address",
+    "AsyncClient",
     "Attempt",
     "Backoff",
     "Backpressure",
     "ChildSpec",
-    # time
+    "Client",
     "Clock",
     "Escalated",
     "InvalidLimit",

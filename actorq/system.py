@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 import msgpack
@@ -31,7 +32,7 @@ import pykka
 
 from actorq.actors.board import ResultBoard
 from actorq.actors.deadletter import DeadLetter
-from actorq.actors.dispatcher import Dispatcher, DispatcherPort
+from actorq.actors.dispatcher import Dispatcher, DispatcherPort, RemoteWorkers
 from actorq.actors.scheduler import Scheduler
 from actorq.actors.worker import Worker
 from actorq.clock import Clock, SystemClock
@@ -141,6 +142,7 @@ class ActorSystem:
         self.scheduler = Address("scheduler")
         self.dispatcher = Address("dispatcher")
         self.workers = [Address(f"worker-{i + 1}") for i in range(workers)]
+        self.remote: RemoteWorkers | None = None
 
     def configure(
         self,
@@ -149,6 +151,8 @@ class ActorSystem:
         queues: Sequence[str] | None = None,
         journal: str | Journal | None = None,
         observer: SystemObserver | None = None,
+        board: ResultBoard | None = None,
+        remote: RemoteWorkers | None = None,
     ) -> None:
         """Change how a system that is not running yet will start (the CLI's overrides)."""
         if self._root is not None:
@@ -167,6 +171,11 @@ class ActorSystem:
             self.journal_spec = journal
         if observer is not None:
             self.observer = observer
+        if remote is not None:  # a cluster's leader also grants to workers on other nodes
+            self.remote = remote
+        if board is not None:  # a cluster's leader also publishes outcomes to Redis
+            self.board = board
+            self._port = DispatcherPort(board)
 
     # -- tasks ----------------------------------------------------------------
 
@@ -295,6 +304,7 @@ class ActorSystem:
                     config=config,
                     port=self._port,
                     rng=random.Random(self.rng.getrandbits(64)),
+                    remote=self.remote,
                     observer=self.observer,
                     middleware=self.middleware,
                 ),
@@ -320,6 +330,9 @@ class ActorSystem:
         return specs
 
     def _restart_worker(self, name: str, reason: str) -> None:
+        if self.remote is not None and name not in {w.name for w in self.workers}:
+            self.remote.replace(name, reason)
+            return
         root = self._root
         if root is not None:
             root.tell(RestartChild(name, reason))
@@ -423,6 +436,48 @@ class ActorSystem:
                 self.middleware.call(self.middleware.after_submit, spec, existing)
         return [JobHandle(self, job_id, existing) for job_id, existing in answer]
 
+    def submit_encoded(
+        self, items: Sequence[EncodedJob], *, durability: Durability = "durable"
+    ) -> list[JobHandle]:
+        """Submit jobs whose arguments are msgpack bytes already, all or none.
+
+        For submissions that arrive from other processes (`actorq.Client`):
+        the same checks as `submit`, on the encoded ``[args, kwargs]``.
+        """
+        specs = []
+        for job in items:
+            if not isinstance(job.payload, bytes):
+                raise InvalidSubmission("the payload must be msgpack bytes")
+            if len(job.payload) > self.max_payload_bytes:
+                raise PayloadTooLarge(len(job.payload), self.max_payload_bytes)
+            try:
+                args, kwargs = unpack(job.payload)
+            except Exception:
+                raise InvalidSubmission("the payload is not msgpack [args, kwargs]") from None
+            if not isinstance(args, list) or not isinstance(kwargs, dict):
+                raise InvalidSubmission("the payload is not msgpack [args, kwargs]")
+            specs.append(
+                self._spec(
+                    job.task,
+                    (),
+                    {},
+                    job.priority,
+                    job.delay,
+                    job.queue,
+                    job.idempotency_key,
+                    job.timeout,
+                    None,
+                    payload=job.payload,
+                )
+            )
+        if not specs:
+            return []
+        if durability not in DURABILITIES:
+            raise InvalidSubmission(f"durability must be one of {DURABILITIES}, not {durability!r}")
+        dispatcher = self._dispatcher()
+        answer, ticket = dispatcher.submit(specs, durable=durability == "durable")
+        return [JobHandle(self, i, existing, (dispatcher, ticket)) for i, existing in answer]
+
     def pipeline(self) -> Pipeline:
         """A batch of submissions that do not wait one by one.
 
@@ -456,6 +511,7 @@ class ActorSystem:
         idempotency_key: str | None,
         timeout: float | None,
         policy: RestartPolicy | None,
+        payload: bytes | None = None,
     ) -> tuple[JobSpec, float | None]:
         task = self.tasks.get(name)
         if task is None:
@@ -474,7 +530,7 @@ class ActorSystem:
         spec = JobSpec(
             id=self._ids.next(),
             task=name,
-            payload=self._encode(args, kwargs),
+            payload=self._encode(args, kwargs) if payload is None else payload,
             queue=queue,
             priority=priority,
             timeout=timeout,
@@ -702,6 +758,19 @@ def _explain_encoding_failure(args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         except (TypeError, ValueError, OverflowError) as exc:
             return NotSerializable(str(label), f"{type(value).__name__}: {exc}")
     return NotSerializable("(keyword names)", "keyword names must be strings")
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedJob:
+    """One submission whose arguments are encoded already (from another process)."""
+
+    task: str
+    payload: bytes
+    priority: int | None = None
+    delay: float | None = None
+    queue: str | None = None
+    idempotency_key: str | None = None
+    timeout: float | None = None
 
 
 class _JobIds:

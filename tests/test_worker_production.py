@@ -144,27 +144,25 @@ def test_the_memory_journal_says_jobs_do_not_survive(tmp_path: Path, workers: li
     assert not (tmp_path / "actorq-state").exists()
 
 
-def test_a_worker_killed_on_redis_is_replaced_at_once_and_a_live_owner_is_refused(
+def test_a_second_worker_on_redis_stands_by_and_takes_over_after_sigkill(
     redis_url: str, tmp_path: Path, workers: list[Worker]
 ) -> None:
-    """After SIGKILL a new worker waits out the dead lease and recovers; a live owner wins."""
+    """A second node waits while the leader lives, and leads once SIGKILL ends its lease."""
     journal = f"{redis_url}&lease=2"
     first = launch(tmp_path, "--journal", journal)
     workers.append(first)
     job_id = submit_delayed(first)
 
-    second = run_worker(tmp_path, "--journal", journal)
-    assert second.returncode == 3, second.stderr
-    assert "alive" in second.stderr
-    assert "running" not in second.stderr
+    second = launch(tmp_path, "--journal", journal, wait=False)
+    workers.append(second)
+    wait_until(lambda: "standing by" in second.text(), timeout=30)
+    assert "running" not in second.text()
 
     first.process.kill()
     first.process.wait()
-    successor = launch(tmp_path, "--journal", journal)
-    workers.append(successor)
-    assert status_of(successor, job_id) == "scheduled"
-    assert successor.text().count("waiting up to") == 1
-    assert successor.stop() == 0
+    wait_until(lambda: "running" in second.text(), timeout=30)
+    assert status_of(second, job_id) == "scheduled"
+    assert second.stop() == 0
 
 
 def test_a_corrupt_file_journal_fails_once_naming_the_file_and_offset(
@@ -195,7 +193,7 @@ def test_a_corrupt_file_journal_fails_once_naming_the_file_and_offset(
 def test_no_log_line_or_error_shows_the_redis_password_or_the_token(
     tmp_path: Path, workers: list[Worker]
 ) -> None:
-    """Debug logs, a refused second owner and a usage error all show *** instead."""
+    """Debug logs, a second node standing by and a usage error all show *** instead."""
     server = RedisServer()  # its own server: this one needs a password
     try:
         server.client().config_set("requirepass", PASSWORD)
@@ -204,12 +202,14 @@ def test_no_log_line_or_error_shows_the_redis_password_or_the_token(
         workers.append(worker)
         waited = worker.cli("submit", "add", "[1, 2]", "--wait", "30")
         assert waited.stdout.strip() == "3", waited.stderr
-        refused = run_worker(tmp_path, "--journal", journal, "--log-level", "debug")
-        assert refused.returncode == 3
+        standby = launch(tmp_path, "--journal", journal, "--log-level", "debug", wait=False)
+        workers.append(standby)
+        wait_until(lambda: "standing by" in standby.text(), timeout=30)
+        assert standby.stop() == 0
         typo = run_worker(tmp_path, "--journal", f"redis:/:{PASSWORD}@127.0.0.1")
         assert typo.returncode == 2
         assert worker.stop() == 0
-        seen = worker.text() + refused.stderr + typo.stderr
+        seen = worker.text() + standby.text() + typo.stderr
         assert "redis://:***@127.0.0.1" in seen
         assert PASSWORD not in seen
         assert TOKEN not in seen

@@ -14,7 +14,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from actorq.actors.board import ResultBoard
 from actorq.actors.worker import Grant
@@ -52,15 +52,20 @@ class Dispatcher(PersistentActor):
         port: DispatcherPort,
         rng: random.Random | None = None,
         middleware: MiddlewareStack | None = None,
+        remote: RemoteWorkers | None = None,
         **persistence: Any,
     ) -> None:
         super().__init__(journal, clock=clock, **persistence)
+        self.remote = remote
         self.board = board
         self.mailboxes = mailboxes
         self.restart_worker = restart_worker
         self.port = port
         self.middleware = middleware or MiddlewareStack()
         self._grants: dict[str, collections.deque[Grant]] = {}
+        # A cluster's journal says whether this node's lease surely still runs;
+        # a leader whose lease is in doubt grants nothing (its successor will).
+        self._lease_valid: Callable[[], bool] | None = getattr(journal, "lease_valid", None)
         self.core = DispatchCore(config, workers, epoch=next(_epochs), rng=rng or random.Random())
 
     @property
@@ -195,6 +200,13 @@ class Dispatcher(PersistentActor):
     def _effect(self, effect: fx.Effect) -> None:
         if isinstance(effect, fx.Tell):
             message = effect.message
+            lease_valid = self._lease_valid
+            if isinstance(message, m.Assign) and lease_valid is not None and not lease_valid():
+                logger.warning("lease in doubt: %d jobs not granted", len(message.jobs))
+                return
+            if effect.to not in self.mailboxes and self.remote is not None:
+                self.remote.tell(effect.to, message)  # a worker on another node
+                return
             if isinstance(message, m.Assign):
                 grant = Grant(message.jobs)
                 grants = self._grants.setdefault(effect.to, collections.deque())
@@ -203,6 +215,9 @@ class Dispatcher(PersistentActor):
                 grants.append(grant)
                 message = m.Assign(message.epoch, grant, message.headers)
             self.mailboxes[effect.to].tell(message)
+        elif isinstance(effect, fx.Recall) and effect.worker not in self.mailboxes:
+            if self.remote is not None:
+                self.remote.recall(effect.worker, effect.ids)  # the node answers Recalled
         elif isinstance(effect, fx.Recall):
             wanted = set(effect.ids)
             back = [i for g in self._grants.get(effect.worker, ()) for i in g.recall(wanted)]
@@ -222,6 +237,16 @@ class Dispatcher(PersistentActor):
             self.board.cancelled.add(effect.job_id)
         elif isinstance(effect, fx.ReplaceWorker):
             self.restart_worker(effect.worker, effect.reason)
+
+
+class RemoteWorkers(Protocol):
+    """Workers on other nodes, reached through a transport (see `actorq.transport`)."""
+
+    def tell(self, worker: str, message: Any) -> None: ...
+
+    def recall(self, worker: str, ids: list[str]) -> None: ...
+
+    def replace(self, worker: str, reason: str) -> None: ...
 
 
 def _bind(run: Callable[[fx.Effect], None], effect: fx.Effect) -> Callable[[], None]:

@@ -17,6 +17,7 @@ priority order is decided when a worker has room, not long before.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,7 @@ S = JobStatus
 # Lineages recorded for failures that are not exceptions raised by a handler.
 WORKER_LOST = ("actorq.WorkerLost", "Exception", "BaseException")
 TIMED_OUT = exception_lineage(TimeoutError())
+_STALLED = re.compile(r"stalled (\d+) times?\)$")
 
 
 class Refused(Exception):
@@ -72,6 +74,10 @@ class DispatchConfig:
     # its task's estimate): 10 budgets, so a batch running to plan is never
     # disturbed.
     recall_after: float = 0.02
+    # A job whose worker died under it this many times more goes to the dead
+    # letters whatever its policy says: it is likely what kills the workers
+    # (BullMQ's maxStalledCount, 1 by default there too).
+    max_stalled: int = 1
     policy_for: Callable[[str, dict[str, Any] | None], RestartPolicy] = lambda task, override: (
         RestartPolicy.from_dict(override) if override else RestartPolicy()
     )
@@ -235,12 +241,33 @@ class DispatchCore:
         held, slot.assigned, slot.load = list(slot.assigned.items()), {}, 0.0
         if held and not slot.replacing:
             job_id, (attempt, _) = held.pop(0)
-            self._fail(job_id, attempt, "worker died while running the job", WORKER_LOST, now)
+            self._stalled(job_id, attempt, f"worker {msg.worker}", now)
         slot.replacing = False
         unstarted = [job_id for job_id, _ in held]
         if unstarted:
             self.persist(Requeued(unstarted, started=False, at=now))
         self._out.now.append(fx.Tell(slot.name, m.Reset(self.epoch)))
+
+    def _node_joined(self, msg: m.NodeJoined, now: float) -> None:
+        for name in msg.workers:
+            if name not in self.workers:
+                self.workers[name] = WorkerSlot(name)
+            self._out.now.append(fx.Tell(name, m.Reset(self.epoch)))
+
+    def _node_lost(self, msg: m.NodeLost, now: float) -> None:
+        """Each worker's running job failed its attempt (or is lost); the rest never began."""
+        prefix = f"{msg.node}/"
+        for name in [n for n in self.workers if n.startswith(prefix)]:
+            slot = self.workers.pop(name)
+            held = list(slot.assigned)
+            if held:
+                job_id = held.pop(0)
+                job = self.state.jobs.get(job_id)
+                if job is not None and job.status is S.RUNNING:
+                    self._stalled(job_id, job.attempts, f"node {msg.node}", now)
+            unstarted = [i for i in held if self.state.jobs[i].status is S.RUNNING]
+            if unstarted:
+                self.persist(Requeued(unstarted, started=False, at=now))
 
     def _finished(self, msg: m.Finished, now: float) -> None:
         slot = self.workers.get(msg.worker)
@@ -293,6 +320,25 @@ class DispatchCore:
             self._out.now.append(fx.Publish(eager))
         if strict:
             self._out.durable.append(fx.Publish(strict))
+
+    def _stalled(self, job_id: str, attempt: int, where: str, now: float) -> None:
+        """The job's worker died under it; the count of such deaths rides in the error text."""
+        job = self.state.jobs[job_id]
+        if job.spec.delivery == "at_most_once":
+            error = f"lost: {where} died while running the job"
+            self.persist(Failed(job_id, attempt, error, now, None, None))
+            self._out.durable.append(fx.Publish([(job_id, (S.DEAD, None, error))]))
+            self._bury(job)
+            return
+        seen = _STALLED.search(job.error or "")
+        stalls = (int(seen.group(1)) if seen else 0) + 1
+        error = f"{where} died while running the job (stalled {stalls} time{'s' * (stalls > 1)})"
+        if stalls > self.config.max_stalled:
+            self.persist(Failed(job_id, attempt, error, now, None, None))
+            self._out.durable.append(fx.Publish([(job_id, (S.DEAD, None, error))]))
+            self._bury(job)
+            return
+        self._fail(job_id, attempt, error, WORKER_LOST, now)
 
     def _fail(
         self,
@@ -608,6 +654,8 @@ _HANDLERS: dict[type, Callable[[DispatchCore, Any, float], None]] = {
     m.Revive: DispatchCore._revive,
     m.DeadLettered: DispatchCore._dead_lettered,
     m.Recalled: DispatchCore._recalled,
+    m.NodeJoined: DispatchCore._node_joined,
+    m.NodeLost: DispatchCore._node_lost,
     m.Drain: DispatchCore._drain,
     m.Pause: DispatchCore._pause,
 }

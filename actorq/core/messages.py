@@ -124,6 +124,21 @@ class Recalled:
     ids: list[str]
 
 
+@dataclass(frozen=True, slots=True)
+class NodeJoined:
+    """A worker node of the cluster is up with these workers (names ``node/worker-i``)."""
+
+    node: str
+    workers: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLost:
+    """A worker node stopped heart-beating past its lease: what it held is lost."""
+
+    node: str
+
+
 # (job id, attempt, ok, msgpack-encoded value, error text, error lineage, seconds it ran)
 Result = tuple[str, int, bool, bytes | None, str | None, tuple[str, ...], float]
 

@@ -11,7 +11,8 @@ Keys, for namespace N and persistence id P:
 - ``N:journal:P``: stream, one entry per append (group commit). The entry id is
   ``<last seq of the batch>-0`` so that ``XTRIM MINID <snapshot seq + 1>`` drops
   exactly the batches a snapshot covers; fields ``seq`` (first seq), ``n`` and
-  ``data`` (`encode_batch` bytes).
+  ``data`` (`encode_batch` bytes), ``by`` (the writer's owner token, so that
+  who wrote what can be read back after a failover).
 - ``N:snapshot:P``: encoded ``{"seq", "state"}``; ``N:last:P``: last sequence.
 - ``N:owner``: owner token, expiring after the lease unless refreshed.
 
@@ -61,6 +62,7 @@ T = TypeVar("T")
 
 _PAGE = 1000
 _TIMING = ("lease", "retry_for", "claim_wait")
+_FLAGS = ("waitaof",)
 _TRANSIENT = (redis.ConnectionError, redis.TimeoutError, TimeoutError)
 
 # Returns the holder's token and its lease's time to live in ms; takes the key
@@ -102,7 +104,8 @@ if last ~= ARGV[3] then
   end
   return redis.error_reply('CONFLICT ' .. last)
 end
-redis.call('XADD', KEYS[3], ARGV[5] .. '-0', 'seq', ARGV[4], 'n', ARGV[6], 'data', ARGV[7])
+redis.call('XADD', KEYS[3], ARGV[5] .. '-0', 'seq', ARGV[4], 'n', ARGV[6], 'data', ARGV[7],
+  'by', ARGV[1])
 redis.call('SET', KEYS[2], ARGV[5])
 return 'OK'
 """
@@ -143,6 +146,8 @@ class RedisJournal:
         claim_wait: float | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        standby: threading.Event | None = None,
+        waitaof: bool = False,
     ) -> None:
         if client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("RedisJournal needs a client with decode_responses=False")
@@ -164,7 +169,13 @@ class RedisJournal:
         self._closed = False
         self._owns_client = False
         self._stop = threading.Event()
-        self._take_ownership(2 * lease if claim_wait is None else claim_wait)
+        self._valid_until = 0.0
+        self.lost = threading.Event()  # set once another owner took the namespace
+        self.waitaof = waitaof and self._supports_waitaof()
+        if standby is not None:
+            self._stand_by(standby)
+        else:
+            self._take_ownership(2 * lease if claim_wait is None else claim_wait)
         self._heartbeat = threading.Thread(
             target=self._beat, name=f"actorq-lease:{namespace}", daemon=True
         )
@@ -211,8 +222,65 @@ class RedisJournal:
             previous_ttl = ttl
             self._sleep(min(0.1, self._lease / 10, left))
 
+    def _stand_by(self, stop: threading.Event) -> None:
+        """Wait, however long, until the namespace is free and ours, or `stop` is set."""
+        noted = False
+        while True:
+            holder, _ = self._retrying("claiming", self._claim_owner)
+            if holder == self._token:
+                return
+            if not noted:
+                noted = True
+                log.info(
+                    "standing by: namespace %r at %s is led by %s",
+                    self._namespace,
+                    self._where,
+                    holder.decode(errors="replace"),
+                )
+            if stop.wait(min(0.1, self._lease / 10)):
+                raise JournalFenced(f"stopped while standing by for {self._namespace!r}")
+
+    def lease_valid(self) -> bool:
+        """Whether this owner's lease surely still runs (measured from the last renewal sent).
+
+        A leader checks this before it grants work: after a pause (SIGSTOP, a
+        long GC) it is false at once, before any renewal could be refused.
+        """
+        return not self.lost.is_set() and self._monotonic() < self._valid_until
+
+    @property
+    def lease(self) -> float:
+        return self._lease
+
+    @property
+    def token(self) -> str:
+        return self._token.decode()
+
+    def _supports_waitaof(self) -> bool:
+        try:
+            version = str(self._client.info("server").get("redis_version", "0"))
+        except (redis.RedisError, OSError):
+            return False
+        major, minor = (int(x) for x in version.split(".")[:2])
+        if (major, minor) < (7, 2):
+            log.warning(
+                "waitaof asked for, but Redis %s at %s has no WAITAOF (7.2+): an acknowledged"
+                " write is as durable as the server's appendfsync setting makes it",
+                version,
+                self._where,
+            )
+            return False
+        return True
+
     @classmethod
-    def from_url(cls, url: str, *, owner: str | None = None, **timing: float) -> RedisJournal:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        owner: str | None = None,
+        standby: threading.Event | None = None,
+        **timing: float,
+    ) -> RedisJournal:
         """Connect to ``redis://[:password@]host:port/db``, ``rediss://`` or ``unix://``.
 
         Query options ``namespace``, ``lease``, ``retry_for`` and ``claim_wait`` (seconds)
@@ -222,12 +290,13 @@ class RedisJournal:
         parse_journal_url(url)
         base, _, query = url.partition("?")
         options = parse_qsl(query, keep_blank_values=True)
-        ours = {k: v for k, v in options if k in ("namespace", *_TIMING)}
+        ours = {k: v for k, v in options if k in ("namespace", *_TIMING, *_FLAGS)}
         namespace = ours.pop("namespace", "actorq")
+        waitaof = ours.pop("waitaof", "0") in ("1", "true", "yes")
         timing = {k: float(v) for k, v in ours.items()} | timing
         if unknown := set(timing) - set(_TIMING):
             raise TypeError(f"unknown RedisJournal options: {sorted(unknown)}")
-        rest = urlencode([(k, v) for k, v in options if k not in ("namespace", *_TIMING)])
+        rest = urlencode([(k, v) for k, v in options if k not in ("namespace", *_TIMING, *_FLAGS)])
         try:
             client = redis.Redis.from_url(
                 f"{base}?{rest}" if rest else base,
@@ -246,6 +315,8 @@ class RedisJournal:
                 lease=timing.get("lease", 10.0),
                 retry_for=timing.get("retry_for", 5.0),
                 claim_wait=timing.get("claim_wait"),
+                standby=standby,
+                waitaof=waitaof,
             )
         except ValueError as exc:
             client.close()
@@ -258,6 +329,7 @@ class RedisJournal:
 
     def append(self, persistence_id: str, events: Sequence[Any], *, after_seq: int) -> None:
         self._check_open()
+        self._check_owner()
         if not events:
             last = self.last_seq(persistence_id)
             if last != after_seq:
@@ -276,6 +348,20 @@ class RedisJournal:
             return self._append(keys=keys, args=args)
 
         self._write(f"appending to {persistence_id!r}", attempt, persistence_id, after_seq)
+        if self.waitaof:
+            self._wait_aof(persistence_id)
+
+    def _wait_aof(self, persistence_id: str) -> None:
+        """WAITAOF 1 0: return once the local AOF holds this client's writes, fsynced."""
+        client: Any = self._client
+        local, _ = self._retrying(
+            "waiting for the AOF", lambda: client.execute_command("WAITAOF", 1, 0, 5000)
+        )
+        if int(local) < 1:
+            raise JournalUnavailable(
+                f"appending to {persistence_id!r}: Redis at {self._where} did not fsync its AOF"
+                " within 5 s (is appendonly on?)"
+            )
 
     def replay(self, persistence_id: str, *, after_seq: int = 0) -> Iterator[tuple[int, Any]]:
         self._check_open()
@@ -288,6 +374,7 @@ class RedisJournal:
 
     def save_snapshot(self, persistence_id: str, snapshot: Snapshot) -> None:
         self._check_open()
+        self._check_owner()
         if snapshot.seq < 0:
             raise ValueError(f"a snapshot's sequence must not be negative, not {snapshot.seq}")
         data = encode({"seq": snapshot.seq, "state": snapshot.state})
@@ -347,8 +434,19 @@ class RedisJournal:
         if self._closed:
             raise JournalUnavailable(f"the RedisJournal {self._namespace!r} is closed")
 
+    def _check_owner(self) -> None:
+        if self.lost.is_set():
+            raise JournalFenced(
+                f"namespace {self._namespace!r} at {self._where} has another owner now;"
+                " this journal lost its lease and writes nothing more"
+            )
+
     def _claim_owner(self) -> tuple[bytes, int]:
+        sent = self._monotonic()
         holder, ttl = self._claim(keys=[self._owner_key], args=[self._token, self._lease_ms])
+        if bytes(holder) == self._token:
+            # Redis set the lease after we sent: counting from `sent` errs early.
+            self._valid_until = sent + self._lease
         return bytes(holder), int(ttl)
 
     def _write(self, what: str, call: Callable[[], Any], persistence_id: str, seq: int) -> None:
@@ -358,6 +456,7 @@ class RedisJournal:
         except redis.ResponseError as exc:
             kind, _, detail = str(exc).partition(" ")
             if kind == "FENCED":
+                self.lost.set()
                 raise JournalFenced(
                     f"{what}: namespace {self._namespace!r} at {self._where} is now owned by"
                     f" {detail}; this journal lost its lease"
@@ -416,17 +515,20 @@ class RedisJournal:
 
     def _beat(self) -> None:
         """Heartbeat thread: refresh the lease every fifth of it until `close`."""
-        lost = False
+        failing = False
         while not self._stop.wait(self._lease / 5):
             try:
                 holder, _ = self._claim_owner()
             except (redis.RedisError, OSError) as exc:
-                log.warning("lease refresh for %r failed: %s", self._owner_key, exc)
+                level = logging.DEBUG if failing else logging.WARNING  # once an outage
+                log.log(level, "lease refresh for %r failed: %s", self._owner_key, exc)
+                failing = True
                 continue
-            if (holder != self._token) != lost:
-                lost = not lost
-                level = logging.ERROR if lost else logging.INFO
-                log.log(level, "%r is held by %r (ours: %r)", self._owner_key, holder, self._token)
+            failing = False
+            if holder != self._token:
+                self.lost.set()  # a successor leads now; this journal never writes again
+                log.error("%r is held by %r now: this owner steps down", self._owner_key, holder)
+                return
 
 
 def _describe(client: redis.Redis) -> str:

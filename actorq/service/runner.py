@@ -15,6 +15,13 @@ that cannot be recovered (`JournalCorrupted`) fails once, with one message,
 instead of crashing the Dispatcher through its supervisor's restarts; and a
 process restarted after a crash waits here for a Redis owner lease to run out.
 
+On a Redis journal a worker is a node of the namespace's cluster: any number
+of them can run; one leads (it holds the owner lease and runs the Dispatcher,
+Scheduler and DeadLetter, and answers `actorq.Client` requests), the others
+stand by and take over once the leader's lease runs out. A leader that loses
+its lease (a pause past it, a partition) grants nothing more, steps down and
+stands by again; its journal writes are refused by the lease's fencing check.
+
 Shutdown: the first SIGTERM or SIGINT stops accepting and lets running jobs
 finish for up to the grace period (`system.stop(timeout=grace)`); a second
 SIGINT exits at once with 130 (jobs cut short run again after a restart
@@ -211,6 +218,10 @@ def run_worker(system: ActorSystem, options: WorkerOptions) -> int:
             spec,
         )
     logger.info("journal: %s", describe_journal(spec))
+    if isinstance(spec, str) and parse_journal_url(spec).kind == "redis":
+        from actorq.service.node import run_node
+
+        return run_node(system, options, spec)
     try:
         journal = open_worker_journal(spec)
     except InvalidJournalURL as exc:
@@ -229,7 +240,7 @@ def run_worker(system: ActorSystem, options: WorkerOptions) -> int:
         signals.restore()
 
 
-def _wait_recovered(system: ActorSystem, signals: StopSignals) -> None:
+def wait_recovered(system: ActorSystem, signals: StopSignals) -> None:
     """Return once the Dispatcher answers, which it does once it has recovered.
 
     "running" in the log then means running. A long replay is waited for,
@@ -268,7 +279,7 @@ def _run(
         journal.close()
         return EXIT_UNAVAILABLE
     try:
-        _wait_recovered(system, signals)
+        wait_recovered(system, signals)
     except Exception as exc:
         logger.error("the actor system did not come up: %s", system.failure or exc)
         system.stop(timeout=0)

@@ -1,0 +1,1 @@
+"""How actor messages cross a process boundary: Redis requests, replies and outcomes."""
