@@ -13,6 +13,8 @@
     │   ├── JobCancelled            the job was cancelled
     │   └── JobNotFound             no such job (never existed, or expired)
     ├── SystemNotRunning            the system is stopped, stopping or failed
+    ├── TaskNotImportable           a process pool's children could not find the task
+    ├── WorkerProcessDied           a pool's child process died running a job
     ├── SupervisionError
     │   └── Escalated               a supervisor gave up past its intensity
     └── JournalError
@@ -23,8 +25,8 @@
         ├── JournalUnavailable      the backend cannot be reached
         └── InvalidJournalURL       a journal URL with an unknown scheme or malformed
 
-`UnknownTask`, `InvalidSubmission`, `UnknownQueue`, `NotSerializable` and
-`InvalidJournalURL` also derive from the builtin they refine (`LookupError`,
+`UnknownTask`, `InvalidSubmission`, `UnknownQueue`, `NotSerializable`,
+`TaskNotImportable` and `InvalidJournalURL` also derive from the builtin they refine (`LookupError`,
 `ValueError`, `TypeError`) so that callers catching the builtin keep working.
 """
 
@@ -102,6 +104,19 @@ class JobNotFound(JobError, LookupError):
 
 class SystemNotRunning(ActorqError):
     """The actor system is not running: not started, stopping, stopped or failed."""
+
+
+class TaskNotImportable(ActorqError, ValueError):
+    """A process pool finds a task in its children by module and qualified name only."""
+
+    def __init__(self, task: str, reason: str) -> None:
+        super().__init__(f"task {task!r} cannot run in a process pool: {reason}")
+        self.task = task
+        self.reason = reason
+
+
+class WorkerProcessDied(ActorqError):
+    """Recorded as the failure of a job whose child process died (a failed attempt)."""
 
 
 class SupervisionError(ActorqError):

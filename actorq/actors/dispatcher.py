@@ -168,7 +168,7 @@ class Dispatcher(PersistentActor):
         elif isinstance(effect, fx.Forget):
             self.board.forget(effect.ids)
         elif isinstance(effect, fx.FlagCancelled):
-            self.board.cancelled.add(effect.job_id)
+            self.board.flag_cancelled(effect.job_id)
         elif isinstance(effect, fx.ReplaceWorker):
             self.restart_worker(effect.worker, effect.reason)
 

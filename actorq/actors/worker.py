@@ -7,6 +7,11 @@ a job has run longer than `report_after`, and at the latest `report_after`
 after they are known (a clock timer), so a job that turned out slow never
 holds back the results of the quick ones before it. Each outcome
 carries the time the job ran, from which the Dispatcher sizes later batches.
+
+Where a job runs is the pool's business (`actorq.actors.execution.Pool`):
+in this worker's thread (`pool_threads`, the default) or in a child
+process the worker owns (`pool_processes`); either way the worker is what
+the Dispatcher grants to, hears from and replaces.
 """
 
 from __future__ import annotations
@@ -20,12 +25,11 @@ from typing import Any
 import pykka
 
 from actorq.actors.board import ResultBoard
+from actorq.actors.execution import Pool, Runner
+from actorq.actors.pool_threads import ThreadPool
 from actorq.clock import Clock
-from actorq.context import JobContext, _current
 from actorq.core import messages as m
-from actorq.core.job import pack, unpack
 from actorq.supervision.address import Address
-from actorq.supervision.policy import exception_lineage
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +96,7 @@ class Worker(pykka.ThreadingActor):
         lookup: Callable[[str], Callable[..., Any] | None],
         board: ResultBoard,
         clock: Clock,
+        pool: Pool | None = None,
         report_after: float = 0.002,
     ) -> None:
         super().__init__()
@@ -100,6 +105,9 @@ class Worker(pykka.ThreadingActor):
         self.lookup = lookup
         self.board = board
         self.clock = clock
+        self._own_pool = pool is None  # then its event loop, if used, is this worker's own
+        self.pool: Pool = pool if pool is not None else ThreadPool()
+        self.runner: Runner | None = None
         self.report_after = report_after
         self.incarnation = next(_incarnations)
         self.epoch = 0
@@ -107,7 +115,20 @@ class Worker(pykka.ThreadingActor):
         self._outbox_lock = threading.Lock()  # sending under it keeps outcomes in order
 
     def on_start(self) -> None:
+        """Runs in this worker's thread; a process pool starts the worker's child here."""
+        self.runner = self.pool.runner(self.lookup, self.board)
         self.dispatcher.tell(m.WorkerJoined(self.name, self.incarnation))
+
+    def on_stop(self) -> None:
+        """Runs in this worker's thread on a clean stop (not when it is abandoned while hung)."""
+        self._close_runner()
+
+    def _close_runner(self) -> None:
+        runner, self.runner = self.runner, None
+        if runner is not None:
+            runner.close()
+        if self._own_pool:
+            self.pool.close()
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, m.Assign):
@@ -124,13 +145,16 @@ class Worker(pykka.ThreadingActor):
         stopped = self.actor_stopped
         clock = self.clock
         grant = jobs if isinstance(jobs, Grant) else Grant(jobs)
+        runner = self.runner
+        assert runner is not None, "a worker runs jobs only between on_start and on_stop"
         while (job := grant.take()) is not None:
             job_id, attempt, task, payload = job
             if stopped.is_set():
-                return  # replaced while hung: the new incarnation's jobs are not ours
+                self._close_runner()  # replaced while hung: on_stop will not run
+                return  # and the new incarnation's jobs are not ours
             started = clock.now()
             try:
-                ok, value, error, lineage = self._call(job_id, attempt, task, payload)
+                ok, value, error, lineage = runner.run(job_id, attempt, task, payload)
             except BaseException as exc:
                 self._report()
                 raise WorkerLost(f"job {job_id} ended its worker: {exc!r}") from exc
@@ -145,27 +169,6 @@ class Worker(pykka.ThreadingActor):
                 # after `report_after`: the clock's thread reports it.
                 self.clock.call_at(started + seconds + self.report_after, self._report)
         self._report()
-
-    def _call(
-        self, job_id: str, attempt: int, task: str, payload: bytes
-    ) -> tuple[bool, bytes | None, str | None, tuple[str, ...]]:
-        fn = self.lookup(task)
-        if fn is None:
-            return False, None, f"no task registered as {task!r}", ("actorq.UnknownTask",)
-        token = _current.set(JobContext(job_id, attempt, task, self.board))
-        try:
-            args, kwargs = unpack(payload)
-            value = fn(*args, **kwargs)
-        except Exception as exc:
-            return False, None, f"{type(exc).__name__}: {exc}", exception_lineage(exc)
-        finally:
-            _current.reset(token)
-        try:
-            # Encoded once, here: the journal stores these bytes and the caller decodes them.
-            return True, pack(value), None, ()
-        except (TypeError, ValueError, OverflowError) as exc:
-            error = f"result cannot be encoded with msgpack: {exc}"
-            return False, None, error, ("actorq.ResultNotSerializable",)
 
     def _report(self) -> None:
         """Send the outcomes not yet reported (from this worker's thread or the clock's)."""
