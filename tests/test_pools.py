@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import select
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -194,3 +196,59 @@ def test_pool_options_are_checked(make_system: MakeSystem) -> None:
         ActorSystem(pool="processes", max_jobs_per_child=0)
     with pytest.raises(ValueError, match="applies to pool='processes' only"):
         ActorSystem(max_jobs_per_child=5)
+
+
+def _ancestors(pid: int) -> list[int]:
+    chain = []
+    while pid > 1:
+        status = Path(f"/proc/{pid}/status").read_text()
+        pid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+        chain.append(pid)
+    return chain
+
+
+def test_the_worker_command_runs_jobs_in_child_processes(tmp_path: Path) -> None:
+    """`actorq worker --pool processes`: a job runs in a descendant of the worker, end to end."""
+    from tests.test_cli import start_worker, stop_worker
+
+    worker = start_worker(tmp_path, "--pool", "processes", "--workers", "2")
+    try:
+        waited = worker.run("submit", "add", "[2, 3]", "--wait", "30")
+        assert (waited.returncode, waited.stdout.strip()) == (0, "5"), waited.stderr
+        folder = tmp_path / "slow"
+        folder.mkdir()
+        submitted = worker.run("submit", "slow", json.dumps([str(folder)]))
+        assert submitted.returncode == 0, submitted.stderr
+        started = folder / "started"
+        child = int(wait_until(lambda: started.exists() and started.read_text(), timeout=30))
+        assert child != worker.process.pid
+        assert worker.process.pid in _ancestors(child)
+        (folder / "release").write_text("go")
+        job_id = submitted.stdout.strip()
+        shown = worker.run("submit", "add", "[1, 1]", "--wait", "30")
+        assert shown.stdout.strip() == "2"
+
+        def finished() -> Any:
+            shown = worker.run("status", job_id, "--json")
+            job = json.loads(shown.stdout)
+            return job if job["status"] == "succeeded" else None
+
+        assert wait_until(finished, timeout=30)["result"] == "done"
+    finally:
+        stop_worker(worker)
+    assert "2 workers (processes)" in worker.log.read_text()
+
+
+def test_the_worker_command_refuses_a_child_limit_without_processes(tmp_path: Path) -> None:
+    from tests.test_cli import actorq_command
+
+    result = subprocess.run(
+        [*actorq_command(), "worker", "tests.cli_app:system", "--max-jobs-per-child", "3"],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "max_jobs_per_child applies to pool='processes' only" in result.stderr
