@@ -236,7 +236,7 @@ def test_the_worker_command_runs_jobs_in_child_processes(tmp_path: Path) -> None
         assert wait_until(finished, timeout=30)["result"] == "done"
     finally:
         stop_worker(worker)
-    assert "2 workers (processes)" in worker.log.read_text()
+    assert "jobs run in 2 child processes, one per worker" in worker.log.read_text()
 
 
 def test_the_worker_command_refuses_a_child_limit_without_processes(tmp_path: Path) -> None:

@@ -311,13 +311,19 @@ def _run(
             system.stop(timeout=options.grace)
             return EXIT_UNAVAILABLE
     logger.info(
-        "actorq worker running: %d workers (%s), queues %s, journal %s%s",
+        "actorq worker running: %d workers, queues %s, journal %s%s",
         system.worker_count,
-        system.pool,
         ",".join(system.queues),
         describe_journal(spec),
         f", HTTP API on {server.url}" if server is not None else "",
     )
+    if system.pool == "processes":
+        limit = system.max_jobs_per_child
+        logger.info(
+            "jobs run in %d child processes, one per worker%s",
+            system.worker_count,
+            f", each replaced after {limit} jobs" if limit else "",
+        )
     code = EXIT_OK
     while not signals.requested.wait(0.5):
         if system.failure is not None:
