@@ -145,3 +145,21 @@ def test_async_tasks_run_in_a_process_pool_too(make_system: MakeSystem) -> None:
     system.task("async_add")(pool_tasks.async_add)
     with system:
         assert system.submit("async_add", 2, 3).result(timeout=20) == 5
+
+
+def test_the_retry_after_a_timeout_runs_unflagged(make_system: MakeSystem) -> None:
+    """Attempt 1 is cancelled at its deadline; attempt 2 runs to its end, not cancelled at once."""
+    system = make_system()
+
+    @system.task("second_time_lucky", timeout=0.3, policy=RestartPolicy(max_restarts=1))
+    async def second_time_lucky() -> str:
+        if current_job().attempt == 1:
+            await asyncio.sleep(30)
+        assert not current_job().cancelled
+        await asyncio.sleep(0)
+        return "second"
+
+    with system:
+        handle = system.submit("second_time_lucky")
+        assert handle.result(timeout=10) == "second"
+        assert system.job(handle.id).attempts == 2

@@ -46,6 +46,12 @@ class ResultBoard:
         if watcher is not None:
             watcher()
 
+    def unflag(self, job_ids: list[str]) -> None:
+        """Clear flags left by an attempt that timed out, before the job runs again."""
+        with self._lock:
+            for job_id in job_ids:
+                self.cancelled.discard(job_id)
+
     def watch(self, job_id: str, callback: Callable[[], None]) -> bool:
         """Call `callback` (in the flagging thread) when `job_id` is flagged cancelled.
 

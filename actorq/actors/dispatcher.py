@@ -151,6 +151,8 @@ class Dispatcher(PersistentActor):
                     grants.popleft()
                 grants.append(grant)
                 message = m.Assign(message.epoch, grant)
+                if self.board.cancelled:  # a retry after a timeout starts unflagged
+                    self.board.unflag([job[0] for job in grant])
             self.mailboxes[effect.to].tell(message)
         elif isinstance(effect, fx.Recall):
             wanted = set(effect.ids)
