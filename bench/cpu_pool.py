@@ -68,10 +68,14 @@ def main() -> None:
     for pool, workers in configs:
         runs = [rate(pool, workers, n, args.jobs) for _ in range(args.runs)]
         rates[(pool, workers)] = statistics.median(runs)
-        print(f"{pool} x {workers}: {rates[(pool, workers)]:,.0f} jobs/s  (runs: "
-              + ", ".join(f"{r:,.0f}" for r in runs) + ")")
+        print(
+            f"{pool} x {workers}: {rates[(pool, workers)]:,.0f} jobs/s  (runs: "
+            + ", ".join(f"{r:,.0f}" for r in runs)
+            + ")"
+        )
     base = rates[("processes", 1)]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    python = platform.python_version()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {python}")
     print(f"job: burn({n}), ~{args.ms:g} ms; {args.jobs} jobs per run, median of {args.runs}")
     print(f"processes x 2 / processes x 1: {rates[('processes', 2)] / base:.2f}")
     print(f"threads x 2 / processes x 1: {rates[('threads', 2)] / base:.2f}")
