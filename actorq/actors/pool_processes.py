@@ -27,10 +27,8 @@ What the parent does about a child:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import multiprocessing
-import os
 import signal
 import threading
 from collections.abc import Callable
@@ -174,58 +172,75 @@ class _Child:
 
 
 class ProcessRunner:
-    """One worker incarnation's side of its child: send a job, wait for one of three things."""
+    """One worker incarnation's side of its child: send a job, wait for its answer or its end."""
 
     def __init__(self, pool: ProcessPool, lookup: Lookup, board: ResultBoard) -> None:
         self.pool = pool
         self.lookup = lookup
         self.board = board
-        self.child: _Child | None = None
         self.name = f"actorq-pool-{threading.current_thread().name}"
-        # Woken from the Dispatcher's thread when the running job is flagged cancelled.
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        self.child = pool.spawn(lookup, self.name)
+        # The job whose child a cancel flag may kill, and the one it killed; the flag comes
+        # from the Dispatcher's thread, so a late flag must not hit the next job's child.
+        self._lock = threading.Lock()
+        self._running: tuple[str, _Child] | None = None
+        self._killed: str | None = None
+        self.child: _Child | None = pool.spawn(lookup, self.name)
 
     def run(self, job_id: str, attempt: int, task: str, payload: bytes) -> Outcome:
         fn = self.lookup(task)
         if fn is None:
             return unknown(task)
-        self._drain()  # a wake-up meant for an earlier job
-        if not self.board.watch(job_id, self._wake):
-            return False, None, "CancelledError: the job was cancelled before it started", CANCELLED
-        try:
-            return self._run(job_id, attempt, task, payload)
-        finally:
-            self.board.unwatch(job_id)
-
-    def _run(self, job_id: str, attempt: int, task: str, payload: bytes) -> Outcome:
         child = self._send(["run", job_id, attempt, task, payload], task)
         if child is None:
             return False, None, "WorkerProcessDied: no worker process could be started", DIED
-        ready = wait([child.conn, child.process.sentinel, self._wake_r])
-        if child.conn in ready:
-            try:
-                ok, value, error, lineage = msgpack.unpackb(child.conn.recv_bytes(), raw=False)
-            except (EOFError, OSError):
-                return self._died(child)
-            child.jobs += 1
-            limit = self.pool.max_jobs_per_child
-            if limit is not None and child.jobs >= limit:
-                self.pool.retire(child, kill=False)
-                self.child = self.pool.spawn(self.lookup, self.name)
-            return ok, value, error, tuple(lineage)
-        if self._wake_r in ready:
-            self.child = None
+        with self._lock:
+            self._running, self._killed = (job_id, child), None
+        if not self.board.watch(job_id, lambda: self._kill(job_id)):
+            self._kill(job_id)  # flagged before it started
+        try:
+            outcome = self._wait(child)
+        finally:
+            self.board.unwatch(job_id)
+            with self._lock:
+                self._running = None
+        if outcome is not None:
+            if self._killed == job_id:  # it answered just before the kill: that child is gone
+                if self.child is child:
+                    self.child = None
+                self.pool.retire(child, kill=True)
+            return outcome
+        self.child = None
+        if self._killed == job_id:
             self.pool.retire(child, kill=True)
             logger.info("job %s was cancelled or timed out: its worker process was killed", job_id)
-            return (
-                False,
-                None,
-                "CancelledError: the job was cancelled or timed out; its process was killed",
-                CANCELLED,
-            )
-        return self._died(child)
+            error = "CancelledError: the job was cancelled or timed out; its process was killed"
+            return False, None, error, CANCELLED
+        error = child.describe_death()
+        self.pool.retire(child, kill=True)
+        logger.warning("job %s: %s", job_id, error)
+        return False, None, error, DIED
+
+    def _wait(self, child: _Child) -> Outcome | None:
+        """The child's answer, or None if it died (or was killed) first."""
+        wait([child.conn, child.process.sentinel])
+        try:
+            ok, value, error, lineage = msgpack.unpackb(child.conn.recv_bytes(), raw=False)
+        except (EOFError, OSError):
+            return None
+        child.jobs += 1
+        limit = self.pool.max_jobs_per_child
+        if limit is not None and child.jobs >= limit and self.child is child:
+            self.pool.retire(child, kill=False)
+            self.child = self.pool.spawn(self.lookup, self.name)
+        return ok, value, error, tuple(lineage)
+
+    def _kill(self, job_id: str) -> None:
+        """Runs in the Dispatcher's thread: SIGKILL the child if it still runs `job_id`."""
+        with self._lock:
+            if self._running is None or self._running[0] != job_id:
+                return
+            self._killed = job_id
+            self._running[1].process.kill()
 
     def _send(self, message: list[Any], task: str) -> _Child | None:
         """Send to a live child; a child that died between jobs is replaced, the job unstarted."""
@@ -242,27 +257,7 @@ class ProcessRunner:
                 self.pool.retire(child, kill=True)
         return None
 
-    def _died(self, child: _Child) -> Outcome:
-        self.child = None
-        error = child.describe_death()
-        self.pool.retire(child, kill=True)
-        logger.warning("job's worker process died: %s", error)
-        return False, None, error, DIED
-
-    def _wake(self) -> None:
-        with contextlib.suppress(OSError):  # closed: the runner is gone, and its child with it
-            os.write(self._wake_w, b"!")
-
-    def _drain(self) -> None:
-        try:
-            while os.read(self._wake_r, 64):
-                pass
-        except BlockingIOError:
-            pass
-
     def close(self) -> None:
         child, self.child = self.child, None
         if child is not None:
             self.pool.retire(child, kill=False)
-        os.close(self._wake_r)
-        os.close(self._wake_w)

@@ -150,8 +150,7 @@ class Worker(pykka.ThreadingActor):
         while (job := grant.take()) is not None:
             job_id, attempt, task, payload = job
             if stopped.is_set():
-                self._close_runner()  # replaced while hung: on_stop will not run
-                return  # and the new incarnation's jobs are not ours
+                break  # replaced while hung: the new incarnation's jobs are not ours
             started = clock.now()
             try:
                 ok, value, error, lineage = runner.run(job_id, attempt, task, payload)
@@ -169,6 +168,8 @@ class Worker(pykka.ThreadingActor):
                 # after `report_after`: the clock's thread reports it.
                 self.clock.call_at(started + seconds + self.report_after, self._report)
         self._report()
+        if stopped.is_set():
+            self._close_runner()  # abandoned while hung: on_stop will not run
 
     def _report(self) -> None:
         """Send the outcomes not yet reported (from this worker's thread or the clock's)."""
