@@ -29,14 +29,16 @@ from actorq.errors import (
     SubmitError,
     SupervisionError,
     SystemNotRunning,
+    TaskNotImportable,
     UnknownEventVersion,
     UnknownQueue,
     UnknownTask,
+    WorkerProcessDied,
 )
 from actorq.job import JobHandle, JobInfo, JobSpec, JobStatus
 from actorq.supervision import Address, Backoff, ChildSpec, RestartPolicy, Supervisor
 from actorq.system import ActorSystem, Pipeline
-from actorq.tasks import Task
+from actorq.tasks import AsyncTask, Task
 
 try:
     __version__ = _version("actorq")
@@ -50,6 +52,7 @@ __all__ = [
     "ActorqError",
     # supervision
     "Address",
+    "AsyncTask",
     "Backoff",
     "Backpressure",
     "ChildSpec",
@@ -80,10 +83,12 @@ __all__ = [
     "SystemClock",
     "SystemNotRunning",
     "Task",
+    "TaskNotImportable",
     "UnknownEventVersion",
     "UnknownQueue",
     "UnknownTask",
     "VirtualClock",
+    "WorkerProcessDied",
     "current_job",
 ]
 
