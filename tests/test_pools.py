@@ -252,3 +252,23 @@ def test_the_worker_command_refuses_a_child_limit_without_processes(tmp_path: Pa
     )
     assert result.returncode == 2, result.stderr
     assert "max_jobs_per_child applies to pool='processes' only" in result.stderr
+
+
+def test_a_job_in_flight_dies_with_its_worker_process(tmp_path: Path) -> None:
+    """SIGKILL the worker: its child running a job is gone too, and does nothing after."""
+    from tests.test_cli import start_worker
+
+    worker = start_worker(tmp_path, "--pool", "processes", "--workers", "1")
+    try:
+        folder = tmp_path / "slow"
+        folder.mkdir()
+        submitted = worker.run("submit", "slow", json.dumps([str(folder)]))
+        assert submitted.returncode == 0, submitted.stderr
+        started = folder / "started"
+        child = int(wait_until(lambda: started.exists() and started.read_text(), timeout=30))
+    finally:
+        worker.process.kill()
+        worker.process.wait()
+    wait_gone(child)
+    (folder / "release").write_text("go")  # would let a surviving child write `done`
+    assert not (folder / "done").exists()

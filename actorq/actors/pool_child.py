@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import multiprocessing
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Coroutine
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
 import msgpack
@@ -60,6 +63,7 @@ def main(conn: Connection) -> None:
     """Serve jobs from `conn` until it closes."""
     # Ctrl-C in a terminal reaches the whole process group; the parent decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     board = ResultBoard()
     tasks: dict[str, Callable[..., Any] | str] = {}
     while True:
@@ -94,3 +98,23 @@ def main(conn: Connection) -> None:
 
 def _await(coroutine: Coroutine[Any, Any, Any], context: JobContext) -> Outcome:
     return asyncio.run(in_job(context, coroutine))
+
+
+def _die_with_parent() -> None:
+    """SIGKILL this child as soon as the worker process is gone, so no job outlives its node.
+
+    A child's own parent is the fork server, which outlives the worker while
+    children hold it open; multiprocessing hands each child a sentinel of the
+    process that started it instead, which a small thread here waits on.
+    Without it a job in flight would run on, and do its side effects, while
+    another node runs it again.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="actorq-parent-watch", daemon=True).start()
