@@ -272,3 +272,28 @@ def test_a_job_in_flight_dies_with_its_worker_process(tmp_path: Path) -> None:
     wait_gone(child)
     (folder / "release").write_text("go")  # would let a surviving child write `done`
     assert not (folder / "done").exists()
+
+
+def test_a_task_registered_after_start_that_no_child_can_import_fails_clearly(
+    make_system: MakeSystem,
+) -> None:
+    """Registered while running under a name whose module attribute is another object."""
+    system = make_system()
+    with system:
+        system.task("impostor")(_impostor)
+        handle = system.submit("impostor")
+        with pytest.raises(JobFailed, match=r"TaskNotImportable.*another object"):
+            handle.result(timeout=20)
+        assert system.job(handle.id).attempts == 1
+
+
+def _make_impostor() -> Callable[[], str]:
+    def impostor() -> str:
+        return "never"
+
+    impostor.__qualname__ = "square"  # claims to be pool_tasks.square, which it is not
+    impostor.__module__ = "tests.pool_tasks"
+    return impostor
+
+
+_impostor = _make_impostor()

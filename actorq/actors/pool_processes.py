@@ -41,7 +41,7 @@ import msgpack
 
 from actorq.actors import pool_child
 from actorq.actors.board import ResultBoard
-from actorq.actors.execution import CANCELLED, Outcome, unknown
+from actorq.actors.execution import CANCELLED, UNKNOWN_TASK, Outcome, unknown
 from actorq.errors import TaskNotImportable, WorkerProcessDied
 from actorq.supervision.policy import exception_lineage
 
@@ -190,6 +190,11 @@ class ProcessRunner:
         fn = self.lookup(task)
         if fn is None:
             return unknown(task)
+        if self.child is None or task not in self.child.known:
+            try:  # registered after start: checked here, as start() checked the others
+                location(task, fn)
+            except TaskNotImportable as exc:
+                return False, None, f"TaskNotImportable: {exc}", UNKNOWN_TASK
         child = self._send(["run", job_id, attempt, task, payload], task)
         if child is None:
             return False, None, "WorkerProcessDied: no worker process could be started", DIED
