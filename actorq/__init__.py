@@ -33,16 +33,18 @@ from actorq.errors import (
     SubmitError,
     SupervisionError,
     SystemNotRunning,
+    TaskNotImportable,
     UnknownEventVersion,
     UnknownQueue,
     UnknownTask,
+    WorkerProcessDied,
 )
 from actorq.job import JobHandle, JobInfo, JobSpec, JobStatus
 from actorq.logs import JsonFormatter
 from actorq.middleware import LoggingMiddleware, Middleware, TimeLimitMiddleware
 from actorq.supervision import Address, Backoff, ChildSpec, RestartPolicy, Supervisor
 from actorq.system import ActorSystem, Pipeline
-from actorq.tasks import Task
+from actorq.tasks import AsyncTask, Task
 
 try:
     __version__ = _version("actorq")
@@ -54,6 +56,7 @@ __all__ = [
     "ActorqError",
     "Address",
     "AsyncClient",
+    "AsyncTask",
     "Attempt",
     "Backoff",
     "Backpressure",
@@ -91,11 +94,13 @@ __all__ = [
     "SystemClock",
     "SystemNotRunning",
     "Task",
+    "TaskNotImportable",
     "TimeLimitMiddleware",
     "UnknownEventVersion",
     "UnknownQueue",
     "UnknownTask",
     "VirtualClock",
+    "WorkerProcessDied",
     "current_job",
 ]
 

@@ -14,6 +14,8 @@
     │   └── JobNotFound             no such job (never existed, or expired)
     ├── SystemNotRunning            the system is stopped, stopping or failed
     ├── InvalidLimit                a rate limit or retry budget out of its range
+    ├── TaskNotImportable           a process pool's children could not find the task
+    ├── WorkerProcessDied           a pool's child process died running a job
     ├── SupervisionError
     │   └── Escalated               a supervisor gave up past its intensity
     └── JournalError
@@ -26,6 +28,7 @@
 
 `UnknownTask`, `InvalidSubmission`, `UnknownQueue`, `NotSerializable`,
 `InvalidLimit` and `InvalidJournalURL` also derive from the builtin they refine (`LookupError`,
+`TaskNotImportable` and `InvalidJournalURL` also derive from the builtin they refine (`LookupError`,
 `ValueError`, `TypeError`) so that callers catching the builtin keep working.
 """
 
@@ -107,6 +110,19 @@ class SystemNotRunning(ActorqError):
 
 class InvalidLimit(ActorqError, ValueError):
     """A rate limit or a retry budget with an option out of its range."""
+
+
+class TaskNotImportable(ActorqError, ValueError):
+    """A process pool finds a task in its children by module and qualified name only."""
+
+    def __init__(self, task: str, reason: str) -> None:
+        super().__init__(f"task {task!r} cannot run in a process pool: {reason}")
+        self.task = task
+        self.reason = reason
+
+
+class WorkerProcessDied(ActorqError):
+    """Recorded as the failure of a job whose child process died (a failed attempt)."""
 
 
 class SupervisionError(ActorqError):

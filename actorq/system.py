@@ -14,6 +14,7 @@ it; then one message to the Dispatcher, answered once the job is durable.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import math
@@ -23,9 +24,9 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
 import msgpack
 import pykka
@@ -33,6 +34,8 @@ import pykka
 from actorq.actors.board import ResultBoard
 from actorq.actors.deadletter import DeadLetter
 from actorq.actors.dispatcher import Dispatcher, DispatcherPort, RemoteWorkers
+from actorq.actors.execution import Pool
+from actorq.actors.pool_threads import ThreadPool
 from actorq.actors.scheduler import Scheduler
 from actorq.actors.worker import Worker
 from actorq.clock import Clock, SystemClock
@@ -62,7 +65,7 @@ from actorq.supervision.address import Address
 from actorq.supervision.backoff import Backoff
 from actorq.supervision.policy import RestartPolicy
 from actorq.supervision.supervisor import ChildSpec, RestartChild, StartChild, Supervisor
-from actorq.tasks import DELIVERIES, Delivery, Task, TaskOptions
+from actorq.tasks import DELIVERIES, AsyncTask, Delivery, Task, TaskOptions
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +73,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 PRIORITY_MIN, PRIORITY_MAX = -100, 100
+
+PoolKind = Literal["threads", "processes"]
+POOLS = ("threads", "processes")
 
 Durability = Literal["durable", "accepted"]
 DURABILITIES = ("durable", "accepted")
@@ -79,6 +85,15 @@ DURABILITIES = ("durable", "accepted")
 TREE_POLICY = RestartPolicy(
     max_restarts=10, within=60.0, backoff=Backoff.exponential(0.01, cap=2.0, jitter="full")
 )
+
+
+class _Register(Protocol):
+    """What `@system.task(...)` with options returns: the decorator proper."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> AsyncTask[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
 
 class ActorSystem:
@@ -102,9 +117,15 @@ class ActorSystem:
         seed: int | None = None,
         middleware: Sequence[Middleware] = (),
         retry_budget: RetryBudget | dict[str, RetryBudget] | None = None,
+        pool: PoolKind = "threads",
+        max_jobs_per_child: int | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("an actor system needs at least one worker")
+        _check_pool(pool, max_jobs_per_child)
+        self.pool: PoolKind = pool
+        self.max_jobs_per_child = max_jobs_per_child
+        self._pool: Pool | None = None
         if not queues or len(set(queues)) != len(queues):
             raise ValueError("queues must be a non-empty list of distinct names")
         self.worker_count = workers
@@ -153,10 +174,17 @@ class ActorSystem:
         observer: SystemObserver | None = None,
         board: ResultBoard | None = None,
         remote: RemoteWorkers | None = None,
+        pool: PoolKind | None = None,
+        max_jobs_per_child: int | None = None,
     ) -> None:
         """Change how a system that is not running yet will start (the CLI's overrides)."""
         if self._root is not None:
             raise RuntimeError("configure() a system before start()")
+        if pool is not None or max_jobs_per_child is not None:
+            pool = pool or self.pool
+            limit = max_jobs_per_child or self.max_jobs_per_child
+            _check_pool(pool, limit)
+            self.pool, self.max_jobs_per_child = pool, limit
         if workers is not None:
             if workers < 1:
                 raise ValueError("an actor system needs at least one worker")
@@ -180,6 +208,8 @@ class ActorSystem:
     # -- tasks ----------------------------------------------------------------
 
     @overload
+    def task(self, name: Callable[P, Coroutine[Any, Any, R]]) -> AsyncTask[P, R]: ...
+    @overload
     def task(self, name: Callable[P, R]) -> Task[P, R]: ...
     @overload
     def task(
@@ -192,7 +222,7 @@ class ActorSystem:
         priority: int = 0,
         delivery: Delivery = "at_least_once",
         rate_limit: RateLimit | None = None,
-    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+    ) -> _Register: ...
 
     def task(
         self,
@@ -221,11 +251,16 @@ class ActorSystem:
         if policy is not None and not isinstance(policy, RestartPolicy):
             raise TypeError("policy must be a RestartPolicy")
 
-        def register(fn: Callable[P, R]) -> Task[P, R]:
+        def register(fn: Callable[..., Any]) -> Task[Any, Any]:
             task_name = name or f"{fn.__module__}.{fn.__qualname__}"
             if task_name in self.tasks:
                 raise ValueError(f"a task named {task_name!r} is registered already")
-            task = Task(self, task_name, fn, options)
+            if self.pool == "processes":
+                from actorq.actors.pool_processes import where
+
+                where(task_name, fn)  # TaskNotImportable now; start() checks the rest
+            kind = AsyncTask if inspect.iscoroutinefunction(fn) else Task
+            task = kind(self, task_name, fn, options)
             self.tasks[task_name] = task
             if rate_limit is not None:
                 self.rate_limits[task_name] = rate_limit
@@ -251,11 +286,13 @@ class ActorSystem:
         with self._lock:
             if self._root is not None:
                 raise RuntimeError("this actor system is running already")
+            pool = self._make_pool()
             self.journal = open_journal(self.journal_spec)
             self.failure = None
             self._port.reopen()
+            self._pool = pool
             self._root = Supervisor.start(
-                self._children(self.journal),
+                self._children(self.journal, pool),
                 self.tree_policy,
                 name="root",
                 clock=self.clock,
@@ -265,7 +302,16 @@ class ActorSystem:
             self._accepting = True
         return self
 
-    def _children(self, journal: Journal) -> list[ChildSpec]:
+    def _make_pool(self) -> Pool:
+        if self.pool == "threads":
+            return ThreadPool()
+        from actorq.actors.pool_processes import ProcessPool, location
+
+        for task in self.tasks.values():
+            location(task.name, task.fn)  # TaskNotImportable before anything starts
+        return ProcessPool(lambda: list(self.tasks), self.max_jobs_per_child)
+
+    def _children(self, journal: Journal, pool: Pool) -> list[ChildSpec]:
         config = DispatchConfig(
             queues=self.queues,
             retention=self.retention,
@@ -321,6 +367,7 @@ class ActorSystem:
                         self._lookup,
                         self.board,
                         self.clock,
+                        pool,
                         self.middleware,
                     ),
                     address=address,
@@ -360,6 +407,9 @@ class ActorSystem:
                 pass
             except pykka.Timeout:
                 logger.error("the supervision tree did not stop in time")
+        if self._pool is not None:
+            self._pool.close()  # a process pool kills the children of abandoned workers
+            self._pool = None
         if self.journal is not None:
             self.journal.close()
             self.journal = None
@@ -711,10 +761,17 @@ def _worker_factory(
     lookup: Callable[[str], Any],
     board: ResultBoard,
     clock: Clock,
+    pool: Pool,
     middleware: MiddlewareStack,
 ) -> Callable[[], Worker]:
     return lambda: Worker(
-        name, dispatcher=dispatcher, lookup=lookup, board=board, clock=clock, middleware=middleware
+        name,
+        dispatcher=dispatcher,
+        lookup=lookup,
+        board=board,
+        clock=clock,
+        pool=pool,
+        middleware=middleware,
     )
 
 
@@ -744,6 +801,18 @@ def _check_headers(headers: Any) -> None:
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):
         raise InvalidSubmission("job headers must be a dict of strings to strings")
+
+
+def _check_pool(pool: Any, max_jobs_per_child: Any) -> None:
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {POOLS}, not {pool!r}")
+    if max_jobs_per_child is not None:
+        if not isinstance(max_jobs_per_child, int) or max_jobs_per_child < 1:
+            raise ValueError(
+                f"max_jobs_per_child must be a positive integer, not {max_jobs_per_child!r}"
+            )
+        if pool != "processes":
+            raise ValueError("max_jobs_per_child applies to pool='processes' only")
 
 
 def _info_of(core: DispatchCore, job_id: str) -> JobInfo | None:

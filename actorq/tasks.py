@@ -7,7 +7,7 @@ in the job; nothing is ever imported from message data.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
 
@@ -64,3 +64,16 @@ class Task(Generic[P, R]):
     def map(self, argument_lists: Iterable[Sequence[Any]], **options: Any) -> list[JobHandle]:
         """Submit one job per argument list, all in one durable batch."""
         return self.system.submit_many(self.name, argument_lists, **options)
+
+
+class AsyncTask(Task[P, R]):
+    """A registered `async def` function: R is what it returns once awaited.
+
+    Jobs await it on the pool's event loop (see `actorq.actors.pool_async`);
+    calling it directly returns the coroutine, like the plain function.
+    """
+
+    def __call__(  # type: ignore[override]  # a coroutine of R, as the function itself
+        self, *args: P.args, **kwargs: P.kwargs
+    ) -> Coroutine[Any, Any, R]:
+        return self.fn(*args, **kwargs)  # type: ignore[return-value]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from actorq import ActorSystem, Backoff, JobFailed, JobStatus, RestartPolicy
-from actorq.actors.worker import TRACEBACK_CHARS
+from actorq.actors.execution import TRACEBACK_CHARS
 from actorq.core import events as ev
 from actorq.core.job import JobSpec
 from actorq.core.state import HISTORY_LIMIT, DispatcherState

@@ -11,6 +11,7 @@ for `ActorSystem.join()`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from actorq.core.effects import Outcome
 
@@ -23,6 +24,7 @@ class ResultBoard:
         self._outcomes: dict[str, Outcome] = {}
         self._waiters: dict[str, threading.Event] = {}
         self.cancelled: set[str] = set()
+        self._watchers: dict[str, Callable[[], None]] = {}
         self.idle = threading.Event()
         self.idle.set()
         self.unavailable: str | None = None  # why the journal cannot be reached, if it cannot
@@ -35,6 +37,36 @@ class ResultBoard:
                 waiter = self._waiters.pop(job_id, None)
                 if waiter is not None:
                     waiter.set()
+
+    def flag_cancelled(self, job_id: str) -> None:
+        """Mark a running job cancelled (or timed out) and wake whoever runs it."""
+        with self._lock:
+            self.cancelled.add(job_id)
+            watcher = self._watchers.pop(job_id, None)
+        if watcher is not None:
+            watcher()
+
+    def unflag(self, job_ids: list[str]) -> None:
+        """Clear flags left by an attempt that timed out, before the job runs again."""
+        with self._lock:
+            for job_id in job_ids:
+                self.cancelled.discard(job_id)
+
+    def watch(self, job_id: str, callback: Callable[[], None]) -> bool:
+        """Call `callback` (in the flagging thread) when `job_id` is flagged cancelled.
+
+        Returns False, registering nothing, if it is flagged already. Workers
+        that can stop a job from outside (a coroutine, a child process) use it.
+        """
+        with self._lock:
+            if job_id in self.cancelled:
+                return False
+            self._watchers[job_id] = callback
+            return True
+
+    def unwatch(self, job_id: str) -> None:
+        with self._lock:
+            self._watchers.pop(job_id, None)
 
     def forget(self, job_ids: list[str]) -> None:
         with self._lock:

@@ -214,6 +214,8 @@ class Dispatcher(PersistentActor):
                     grants.popleft()
                 grants.append(grant)
                 message = m.Assign(message.epoch, grant, message.headers)
+                if self.board.cancelled:  # a retry after a timeout starts unflagged
+                    self.board.unflag([job[0] for job in grant])
             self.mailboxes[effect.to].tell(message)
         elif isinstance(effect, fx.Recall) and effect.worker not in self.mailboxes:
             if self.remote is not None:
@@ -234,7 +236,7 @@ class Dispatcher(PersistentActor):
         elif isinstance(effect, fx.Forget):
             self.board.forget(effect.ids)
         elif isinstance(effect, fx.FlagCancelled):
-            self.board.cancelled.add(effect.job_id)
+            self.board.flag_cancelled(effect.job_id)
         elif isinstance(effect, fx.ReplaceWorker):
             self.restart_worker(effect.worker, effect.reason)
 

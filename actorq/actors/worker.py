@@ -7,6 +7,11 @@ a job has run longer than `report_after`, and at the latest `report_after`
 after they are known (a clock timer), so a job that turned out slow never
 holds back the results of the quick ones before it. Each outcome
 carries the time the job ran, from which the Dispatcher sizes later batches.
+
+Where a job runs is the pool's business (`actorq.actors.execution.Pool`):
+in this worker's thread (`pool_threads`, the default) or in a child
+process the worker owns (`pool_processes`); either way the worker is what
+the Dispatcher grants to, hears from and replaces.
 """
 
 from __future__ import annotations
@@ -14,43 +19,24 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-import traceback
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import pykka
 
 from actorq.actors.board import ResultBoard
+from actorq.actors.execution import Pool, Runner
+from actorq.actors.pool_threads import ThreadPool
 from actorq.clock import Clock
-from actorq.context import JobContext, _current
 from actorq.core import messages as m
-from actorq.core.job import pack, unpack
 from actorq.middleware import JobRun, MiddlewareStack, RunResult
 from actorq.supervision.address import Address
-from actorq.supervision.policy import exception_lineage
 
 logger = logging.getLogger(__name__)
 
 _incarnations = itertools.count(1)
-
-# A failure keeps its traceback in the journal and the job's record: the last
-# frames (where it was raised) and at most this many characters of them.
-TRACEBACK_FRAMES = 30
-TRACEBACK_CHARS = 8192
 _NO_MIDDLEWARE = MiddlewareStack()
 _NO_HEADERS: Mapping[str, str] = {}
-
-
-def bounded_traceback(exc: BaseException) -> str:
-    """The exception's traceback, its last frames, cut to `TRACEBACK_CHARS` from the end."""
-    tb = exc.__traceback__
-    if tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next  # start at the handler, not at the worker that called it
-    text = "".join(traceback.format_exception(type(exc), exc, tb, limit=-TRACEBACK_FRAMES))
-    if len(text) <= TRACEBACK_CHARS:
-        return text
-    marker = f"[... {len(text) - TRACEBACK_CHARS} characters cut ...]\n"
-    return marker + text[len(text) - TRACEBACK_CHARS + len(marker) :]
 
 
 class Grant(Sequence[tuple[str, int, str, bytes]]):
@@ -113,6 +99,7 @@ class Worker(pykka.ThreadingActor):
         lookup: Callable[[str], Callable[..., Any] | None],
         board: ResultBoard,
         clock: Clock,
+        pool: Pool | None = None,
         report_after: float = 0.002,
         middleware: MiddlewareStack | None = None,
     ) -> None:
@@ -122,25 +109,39 @@ class Worker(pykka.ThreadingActor):
         self.lookup = lookup
         self.board = board
         self.clock = clock
+        self._own_pool = pool is None  # then its event loop, if used, is this worker's own
+        self.pool: Pool = pool if pool is not None else ThreadPool()
+        self.runner: Runner | None = None
         self.report_after = report_after
         self.incarnation = next(_incarnations)
         self.epoch = 0
-        self.middleware = middleware or _NO_MIDDLEWARE
         self._outbox: list[m.Result] = []
-        self._tracebacks: dict[str, str] = {}
         self._outbox_lock = threading.Lock()  # sending under it keeps outcomes in order
+        self.middleware = middleware or _NO_MIDDLEWARE
+        self._tracebacks: dict[str, str] = {}
 
     def on_start(self) -> None:
+        """Runs in this worker's thread; a process pool starts the worker's child here."""
+        self.runner = self.pool.runner(self.lookup, self.board)
         self.dispatcher.tell(m.WorkerJoined(self.name, self.incarnation))
         if self.middleware.on_worker_start:
             self.middleware.call(self.middleware.on_worker_start, self.name)
 
     def on_stop(self) -> None:
+        """Runs in this worker's thread on a clean stop (not when it is abandoned while hung)."""
         if self.middleware.on_worker_stop:
             self.middleware.call(self.middleware.on_worker_stop, self.name)
+        self._close_runner()
 
     def on_failure(self, *exc_info: Any) -> None:
         self.on_stop()
+
+    def _close_runner(self) -> None:
+        runner, self.runner = self.runner, None
+        if runner is not None:
+            runner.close()
+        if self._own_pool:
+            self.pool.close()
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, m.Assign):
@@ -163,10 +164,12 @@ class Worker(pykka.ThreadingActor):
         middleware = self.middleware
         around = middleware.around_jobs
         grant = jobs if isinstance(jobs, Grant) else Grant(jobs)
+        runner = self.runner
+        assert runner is not None, "a worker runs jobs only between on_start and on_stop"
         while (job := grant.take()) is not None:
             job_id, attempt, task, payload = job
             if stopped.is_set():
-                return  # replaced while hung: the new incarnation's jobs are not ours
+                break  # replaced while hung: the new incarnation's jobs are not ours
             if around:
                 run = JobRun(
                     job_id, attempt, task, self.name, (headers or {}).get(job_id, _NO_HEADERS)
@@ -174,7 +177,7 @@ class Worker(pykka.ThreadingActor):
                 middleware.call(middleware.before_job, run)
             started = clock.now()
             try:
-                ok, value, error, lineage, trace = self._call(job_id, attempt, task, payload)
+                ok, value, error, lineage, trace = runner.run(job_id, attempt, task, payload)
             except BaseException as exc:
                 self._report()
                 raise WorkerLost(f"job {job_id} ended its worker: {exc!r}") from exc
@@ -193,28 +196,8 @@ class Worker(pykka.ThreadingActor):
                 # after `report_after`: the clock's thread reports it.
                 self.clock.call_at(started + seconds + self.report_after, self._report)
         self._report()
-
-    def _call(
-        self, job_id: str, attempt: int, task: str, payload: bytes
-    ) -> tuple[bool, bytes | None, str | None, tuple[str, ...], str | None]:
-        fn = self.lookup(task)
-        if fn is None:
-            return False, None, f"no task registered as {task!r}", ("actorq.UnknownTask",), None
-        token = _current.set(JobContext(job_id, attempt, task, self.board))
-        try:
-            args, kwargs = unpack(payload)
-            value = fn(*args, **kwargs)
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            return False, None, error, exception_lineage(exc), bounded_traceback(exc)
-        finally:
-            _current.reset(token)
-        try:
-            # Encoded once, here: the journal stores these bytes and the caller decodes them.
-            return True, pack(value), None, (), None
-        except (TypeError, ValueError, OverflowError) as exc:
-            error = f"result cannot be encoded with msgpack: {exc}"
-            return False, None, error, ("actorq.ResultNotSerializable",), None
+        if stopped.is_set():
+            self._close_runner()  # abandoned while hung: on_stop will not run
 
     def _report(self) -> None:
         """Send the outcomes not yet reported (from this worker's thread or the clock's)."""

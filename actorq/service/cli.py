@@ -159,6 +159,17 @@ def _worker_options(fn: F) -> F:
             " default: a file journal in $ACTORQ_STATE_DIR, else ./actorq-state].",
         ),
         click.option("--workers", type=click.IntRange(min=1), help="Override the worker count."),
+        click.option(
+            "--pool",
+            type=click.Choice(["threads", "processes"]),
+            help="Run jobs in the worker threads or in one child process per worker"
+            " [default: the system's own, threads unless it says otherwise].",
+        ),
+        click.option(
+            "--max-jobs-per-child",
+            type=click.IntRange(min=1),
+            help="With --pool processes: replace a worker's child after this many jobs.",
+        ),
         click.option("--queues", help="Override the queues, in order: a,b,c."),
         click.option(
             "--token", envvar="ACTORQ_API_TOKEN", help="API token [env: ACTORQ_API_TOKEN]."
@@ -215,6 +226,8 @@ def _worker(
     target: str,
     journal: str | None,
     workers: int | None,
+    pool: str | None,
+    max_jobs_per_child: int | None,
     queues: str | None,
     http: str | None,
     token: str | None,
@@ -248,6 +261,8 @@ def _worker(
     options = WorkerOptions(
         journal=journal,
         workers=workers,
+        pool=pool,
+        max_jobs_per_child=max_jobs_per_child,
         queues=_parse_queues(queues) if queues is not None else None,
         http=_parse_address(http) if http is not None else None,
         token=token or None,

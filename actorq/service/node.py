@@ -62,6 +62,7 @@ def run_node(system: ActorSystem, options: WorkerOptions, url: str) -> int:
                 clock=SystemClock(),
                 lease=target.lease,
                 middleware=system.middleware,
+                pool=system._make_pool(),
             ).start()
         except (redis.RedisError, OSError) as exc:
             logger.error("Redis cannot be reached: %s", exc)

@@ -67,6 +67,8 @@ class LoadError(Exception):
 class WorkerOptions:
     journal: str | None = None
     workers: int | None = None
+    pool: str | None = None
+    max_jobs_per_child: int | None = None
     queues: tuple[str, ...] | None = None
     http: tuple[str, int] | None = None
     token: str | None = field(default=None, repr=False)
@@ -147,6 +149,23 @@ def configure(system: ActorSystem, options: WorkerOptions) -> None:
     if options.workers is not None and options.workers < 1:
         raise LoadError("--workers must be at least 1")
     system.configure(workers=options.workers, queues=options.queues)
+    if options.pool is not None or options.max_jobs_per_child is not None:
+        try:
+            system.configure(
+                pool=options.pool,  # type: ignore[arg-type]  # the CLI offers only the two
+                max_jobs_per_child=options.max_jobs_per_child,
+            )
+        except ValueError as exc:
+            raise LoadError(str(exc)) from None
+    if system.pool == "processes":
+        from actorq.actors.pool_processes import location
+        from actorq.errors import TaskNotImportable
+
+        for task in system.tasks.values():
+            try:
+                location(task.name, task.fn)
+            except TaskNotImportable as exc:
+                raise LoadError(str(exc)) from None
     if options.queues is not None:
         for task in system.tasks.values():
             if task.options.queue is not None and task.options.queue not in options.queues:
@@ -309,6 +328,13 @@ def _run(
         describe_journal(spec),
         f", HTTP API on {server.url}" if server is not None else "",
     )
+    if system.pool == "processes":
+        limit = system.max_jobs_per_child
+        logger.info(
+            "jobs run in %d child processes, one per worker%s",
+            system.worker_count,
+            f", each replaced after {limit} jobs" if limit else "",
+        )
     code = EXIT_OK
     while not signals.requested.wait(0.5):
         if system.failure is not None:

@@ -12,6 +12,8 @@ from typing import Any
 import redis
 
 from actorq.actors.board import ResultBoard
+from actorq.actors.execution import Pool
+from actorq.actors.pool_threads import ThreadPool
 from actorq.actors.worker import Grant, Worker
 from actorq.clock import Clock
 from actorq.core import messages as m
@@ -62,6 +64,7 @@ class NodeAgent:
         clock: Clock,
         lease: float,
         middleware: MiddlewareStack | None = None,
+        pool: Pool | None = None,
     ) -> None:
         self.node = uuid.uuid4().hex[:12]
         self._redis = client
@@ -78,10 +81,14 @@ class NodeAgent:
         }
         board = ResultBoard()
         link: Any = self._link
+        # One pool for the node's workers, as in the embedded system (threads or processes).
+        self._pool: Pool = pool if pool is not None else ThreadPool()
         specs = [
             ChildSpec(
                 name,
-                _worker(name, link, lookup, board, clock, middleware or MiddlewareStack()),
+                _worker(
+                    name, link, lookup, board, clock, self._pool, middleware or MiddlewareStack()
+                ),
                 address=address,
                 shutdown=1.0,
             )
@@ -113,6 +120,7 @@ class NodeAgent:
             self._root.stop(timeout=10)
         except Exception as exc:  # stopping anyway
             log.warning("node workers did not stop cleanly: %s", exc)
+        self._pool.close()
         self._sender.close()
         try:
             self._redis.delete(self._keys["alive"])
@@ -200,8 +208,15 @@ def _worker(
     lookup: Callable[[str], Callable[..., Any] | None],
     board: ResultBoard,
     clock: Clock,
+    pool: Pool,
     middleware: MiddlewareStack,
 ) -> Callable[[], Worker]:
     return lambda: Worker(
-        name, dispatcher=link, lookup=lookup, board=board, clock=clock, middleware=middleware
+        name,
+        dispatcher=link,
+        lookup=lookup,
+        board=board,
+        clock=clock,
+        pool=pool,
+        middleware=middleware,
     )
