@@ -35,6 +35,8 @@ from actorq.core.events import (
     Submitted,
     Succeeded,
 )
+from actorq.core.firing import TIMER as CRON_TIMER
+from actorq.core.firing import CronDesk
 from actorq.core.job import JobSpec, JobStatus
 from actorq.core.state import DispatcherState, JobRecord
 from actorq.errors import Backpressure
@@ -117,6 +119,7 @@ class DispatchCore:
         self._drain_waiters: list[m.Reply] = []
         self._sweep_armed = False
         self._out = fx.Decision()
+        self.cron = CronDesk(self)
 
     # -- the shell's interface ------------------------------------------------
 
@@ -128,6 +131,10 @@ class DispatchCore:
     def persist(self, event: Any) -> None:
         self.state.apply(event)
         self._out.events.append(event)
+
+    def emit(self, effect: fx.Effect) -> None:
+        """An effect that may run while the events decided with it are being written."""
+        self._out.now.append(effect)
 
     def submit(
         self, items: list[tuple[JobSpec, float | None]], now: float
@@ -160,6 +167,8 @@ class DispatchCore:
         if handler is None:
             raise TypeError(f"the dispatcher does not take {type(message).__name__}")
         handler(self, message, now)
+        if self.state.buffered:
+            self.cron.settle(now)
         self.assign(now)
 
     def recovered(self, now: float) -> None:
@@ -182,6 +191,7 @@ class DispatchCore:
         if finished:
             self._out.now.append(fx.Publish(finished))
         self._arm_sweep()
+        self.cron.recovered(now)
         for name in self.workers:
             self._out.now.append(fx.Tell(name, m.Reset(self.epoch)))
 
@@ -347,6 +357,9 @@ class DispatchCore:
                 continue
             if kind == "recall":
                 continue  # handle() runs assign(), which recalls what is stuck
+            if kind == CRON_TIMER:
+                self.cron.timer(job_id, token, now)
+                continue
             job = self.state.jobs.get(job_id)
             if job is None:
                 continue
