@@ -50,7 +50,7 @@ def zone(name: str) -> ZoneInfo:
 def check(expr: str, tz: str) -> None:
     """Raise InvalidCronExpression or UnknownTimeZone unless `expr` can fire in `tz`."""
     if not isinstance(expr, str) or len(expr.split()) != 5:
-        raise InvalidCronExpression(str(expr), "expected five fields: minute hour day month weekday")
+        raise InvalidCronExpression(str(expr), "expected 5 fields: minute hour day month weekday")
     where = zone(tz)
     try:
         CronSim(expr, datetime(2000, 1, 1, tzinfo=where))

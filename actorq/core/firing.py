@@ -15,6 +15,8 @@ Which instants fire:
   catch-up rule. Those more than `window` seconds old are missed in every
   mode; of the rest, "skip" fires none, "one" the most recent, "all" each
   in order. Dropped instants are recorded as missed (a metric counts them).
+  The overlap rule applies to the first catch-up fire; the rest of "all"
+  are submitted with it, in order.
 - overlap, while the previous fire's job is not finished (queued, running
   or waiting to retry): "allow" fires anyway, "skip" skips the fire,
   "buffer_one" holds one fire back until that job ends (later ones skip).
@@ -152,8 +154,13 @@ class CronDesk:
         upto = max([*missed, *dropped], default=None)
         if upto is not None:
             self.core.persist(ScheduleSkipped(spec.name, count, upto, "missed", now))
-        for instant in fire:
-            self._fire(record, instant, now)
+        # The overlap rule is asked for the first catch-up fire only: "all" asks for
+        # every missed fire, which would otherwise wait on one another's jobs.
+        for i, instant in enumerate(fire):
+            if i == 0:
+                self._fire(record, instant, now)
+            else:
+                self._submit(record, instant, now, manual=False)
 
     def _fire(self, record: ScheduleRecord, instant: float, now: float) -> None:
         name = record.spec.name

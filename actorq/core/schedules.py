@@ -64,9 +64,7 @@ class ScheduleSpec:
         if self.overlap not in OVERLAPS:
             raise InvalidSchedule(f"overlap must be one of {OVERLAPS}, not {self.overlap!r}")
         if self.fall_back not in FALL_BACKS:
-            raise InvalidSchedule(
-                f"fall_back must be one of {FALL_BACKS}, not {self.fall_back!r}"
-            )
+            raise InvalidSchedule(f"fall_back must be one of {FALL_BACKS}, not {self.fall_back!r}")
         window = self.window
         if (
             not isinstance(window, int | float)
