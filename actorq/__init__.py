@@ -11,10 +11,13 @@ from importlib.metadata import version as _version
 
 from actorq.clock import Clock, SystemClock, VirtualClock
 from actorq.context import JobContext, current_job
+from actorq.core.schedules import ScheduleInfo
 from actorq.errors import (
     ActorqError,
     Backpressure,
     Escalated,
+    InvalidCronExpression,
+    InvalidSchedule,
     InvalidSubmission,
     JobCancelled,
     JobError,
@@ -26,12 +29,15 @@ from actorq.errors import (
     JournalUnavailable,
     NotSerializable,
     PayloadTooLarge,
+    ScheduleError,
+    ScheduleNotFound,
     SubmitError,
     SupervisionError,
     SystemNotRunning,
     UnknownEventVersion,
     UnknownQueue,
     UnknownTask,
+    UnknownTimeZone,
 )
 from actorq.job import JobHandle, JobInfo, JobSpec, JobStatus
 from actorq.supervision import Address, Backoff, ChildSpec, RestartPolicy, Supervisor
@@ -56,6 +62,8 @@ __all__ = [
     # time
     "Clock",
     "Escalated",
+    "InvalidCronExpression",
+    "InvalidSchedule",
     "InvalidSubmission",
     "JobCancelled",
     "JobContext",
@@ -74,6 +82,9 @@ __all__ = [
     "PayloadTooLarge",
     "Pipeline",
     "RestartPolicy",
+    "ScheduleError",
+    "ScheduleInfo",
+    "ScheduleNotFound",
     "SubmitError",
     "SupervisionError",
     "Supervisor",
@@ -83,6 +94,7 @@ __all__ = [
     "UnknownEventVersion",
     "UnknownQueue",
     "UnknownTask",
+    "UnknownTimeZone",
     "VirtualClock",
     "current_job",
 ]

@@ -244,8 +244,12 @@ class ActorSystem:
                 observer=self.observer,
             )
             self._accepting = True
-        for spec in list(self.declared_schedules.values()):
-            self._set_schedule(spec)
+        try:
+            for spec in list(self.declared_schedules.values()):
+                self._set_schedule(spec)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _children(self, journal: Journal) -> list[ChildSpec]:
