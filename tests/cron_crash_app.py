@@ -81,6 +81,7 @@ def build(journal: KillingJournal, ledger: Path, start: float) -> tuple[ActorSys
 
 def drive(system: ActorSystem, clock: VirtualClock, until: float) -> None:
     """Advance from fire to fire, each once the previous fire's jobs have ended."""
+    assert system.join(timeout=60), "caught-up jobs did not finish"
     while True:
         infos = system.schedules()
         target = min(i.next_fires[0].timestamp() for i in infos)
