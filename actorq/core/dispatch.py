@@ -12,6 +12,9 @@ holds is under `batch_budget`, and a task whose run time is not yet known
 travels alone. So quick jobs travel in batches (one message for many jobs),
 a slow job never has other jobs queued behind it on its worker, and the
 priority order is decided when a worker has room, not long before.
+
+Recurring schedules are decided by `firing.CronDesk`, held here as `cron`:
+their timers come back through `TimersFired` like any other.
 """
 
 from __future__ import annotations
