@@ -14,11 +14,14 @@ from actorq.clock import Clock, SystemClock, VirtualClock
 from actorq.context import JobContext, current_job
 from actorq.core.job import Attempt
 from actorq.core.limits import RateLimit, RetryBudget
+from actorq.core.schedules import ScheduleInfo
 from actorq.errors import (
     ActorqError,
     Backpressure,
     Escalated,
+    InvalidCronExpression,
     InvalidLimit,
+    InvalidSchedule,
     InvalidSubmission,
     JobCancelled,
     JobError,
@@ -30,6 +33,8 @@ from actorq.errors import (
     JournalUnavailable,
     NotSerializable,
     PayloadTooLarge,
+    ScheduleError,
+    ScheduleNotFound,
     SubmitError,
     SupervisionError,
     SystemNotRunning,
@@ -37,6 +42,7 @@ from actorq.errors import (
     UnknownEventVersion,
     UnknownQueue,
     UnknownTask,
+    UnknownTimeZone,
     WorkerProcessDied,
 )
 from actorq.job import JobHandle, JobInfo, JobSpec, JobStatus
@@ -64,7 +70,9 @@ __all__ = [
     "Client",
     "Clock",
     "Escalated",
+    "InvalidCronExpression",
     "InvalidLimit",
+    "InvalidSchedule",
     "InvalidSubmission",
     "JobCancelled",
     "JobContext",
@@ -88,6 +96,9 @@ __all__ = [
     "RateLimit",
     "RestartPolicy",
     "RetryBudget",
+    "ScheduleError",
+    "ScheduleInfo",
+    "ScheduleNotFound",
     "SubmitError",
     "SupervisionError",
     "Supervisor",
@@ -99,6 +110,7 @@ __all__ = [
     "UnknownEventVersion",
     "UnknownQueue",
     "UnknownTask",
+    "UnknownTimeZone",
     "VirtualClock",
     "WorkerProcessDied",
     "current_job",

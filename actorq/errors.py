@@ -12,6 +12,11 @@
     │   ├── JobFailed               the job ended dead; carries the error text
     │   ├── JobCancelled            the job was cancelled
     │   └── JobNotFound             no such job (never existed, or expired)
+    ├── ScheduleError
+    │   ├── InvalidSchedule         a bad option of a recurring schedule
+    │   │   ├── InvalidCronExpression   not five cron fields, or never fires
+    │   │   └── UnknownTimeZone     not an IANA zone name
+    │   └── ScheduleNotFound        no schedule by that name
     ├── SystemNotRunning            the system is stopped, stopping or failed
     ├── InvalidLimit                a rate limit or retry budget out of its range
     ├── TaskNotImportable           a process pool's children could not find the task
@@ -189,3 +194,30 @@ class InvalidJournalURL(JournalError, ValueError):
         super().__init__(f"invalid journal {url!r}: {reason}; accepted: {accepted}")
         self.url = url
         self.reason = reason
+
+
+class ScheduleError(ActorqError):
+    """A recurring schedule was refused or is unknown; nothing changed."""
+
+
+class InvalidSchedule(ScheduleError, ValueError):
+    """An option of the schedule is out of its range."""
+
+
+class InvalidCronExpression(InvalidSchedule):
+    def __init__(self, expression: str, reason: str) -> None:
+        super().__init__(f"invalid cron expression {expression!r}: {reason}")
+        self.expression = expression
+        self.reason = reason
+
+
+class UnknownTimeZone(InvalidSchedule, LookupError):
+    def __init__(self, zone: str) -> None:
+        super().__init__(f"unknown time zone {zone!r} (expected an IANA name like Europe/Berlin)")
+        self.zone = zone
+
+
+class ScheduleNotFound(ScheduleError, LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no schedule named {name!r}")
+        self.name = name

@@ -40,9 +40,21 @@ from actorq.actors.scheduler import Scheduler
 from actorq.actors.worker import Worker
 from actorq.clock import Clock, SystemClock
 from actorq.core import messages as m
+from actorq.core.cron import FallBack
 from actorq.core.dispatch import DispatchConfig, DispatchCore
 from actorq.core.job import JobSpec, unpack
 from actorq.core.limits import RateLimit, RetryBudget
+from actorq.core.schedules import (
+    DEFAULT_CATCH_UP,
+    DEFAULT_OVERLAP,
+    DEFAULT_TZ,
+    DEFAULT_WINDOW,
+    CatchUp,
+    Overlap,
+    ScheduleInfo,
+    ScheduleSpec,
+    check_name,
+)
 from actorq.errors import (
     Escalated,
     InvalidLimit,
@@ -150,6 +162,7 @@ class ActorSystem:
         self._retry_budget = retry_budget
         self.retry_budgets = _retry_budgets(retry_budget, self.queues)
         self.node = socket.gethostname()
+        self.declared_schedules: dict[str, ScheduleSpec] = {}  # by @cron, set at each start
         self.board = ResultBoard()
         self.rng = random.Random(seed)
         self._port = DispatcherPort(self.board)
@@ -300,6 +313,12 @@ class ActorSystem:
                 observer=self.observer,
             )
             self._accepting = True
+        try:
+            for spec in list(self.declared_schedules.values()):
+                self._set_schedule(spec)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _make_pool(self) -> Pool:
@@ -723,6 +742,138 @@ class ActorSystem:
     def purge_dead(self, job_id: str | None = None) -> int:
         """Forget one dead job, or all of them; returns how many were removed."""
         return int(self._call(lambda r: m.PurgeDead(job_id, r), self.deadletter))
+
+    # -- recurring schedules --------------------------------------------------------
+
+    def cron(
+        self,
+        expr: str,
+        *,
+        tz: str = DEFAULT_TZ,
+        name: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        catch_up: CatchUp = DEFAULT_CATCH_UP,
+        window: float = DEFAULT_WINDOW,
+        overlap: Overlap = DEFAULT_OVERLAP,
+        fall_back: FallBack = "once",
+    ) -> Callable[[Task[P, R] | Callable[P, R]], Task[P, R]]:
+        """Run a task on a cron schedule: ``@system.cron("*/15 * * * *", tz="Europe/Berlin")``.
+
+        Put it above ``@system.task`` (a plain function is registered as a task
+        too). Everything is checked here, at declaration; the schedule (named
+        after the task unless `name` says otherwise) is written to the journal
+        when the system starts, and a changed declaration updates it then.
+        """
+        # Checked before any task is registered, so a bad declaration leaves no trace.
+        check_name(name if name is not None else "probe")
+        probe = ScheduleSpec(
+            "probe", expr, tz, "probe", b"", "default", 0, None, None, "at_least_once",
+            catch_up, window, overlap, fall_back,
+        )  # fmt: skip
+        probe.check()
+
+        def declare(fn: Task[P, R] | Callable[P, R]) -> Task[P, R]:
+            task = fn if isinstance(fn, Task) else self.task(fn)
+            schedule = name or task.name
+            if schedule in self.declared_schedules:
+                raise ValueError(f"a schedule named {schedule!r} is declared already")
+            spec = self._schedule_spec(
+                schedule, expr, task.name, tuple(args), kwargs or {}, tz,
+                catch_up, window, overlap, fall_back,
+            )  # fmt: skip
+            self.declared_schedules[schedule] = spec
+            if self._root is not None:
+                self._set_schedule(spec)
+            return task
+
+        return declare
+
+    def schedule(
+        self,
+        name: str,
+        cron: str,
+        task: str,
+        /,
+        *args: Any,
+        tz: str = DEFAULT_TZ,
+        kwargs: dict[str, Any] | None = None,
+        catch_up: CatchUp = DEFAULT_CATCH_UP,
+        window: float = DEFAULT_WINDOW,
+        overlap: Overlap = DEFAULT_OVERLAP,
+        fall_back: FallBack = "once",
+    ) -> ScheduleInfo:
+        """Create schedule `name`, or change it (its high-water mark is kept); durable on return.
+
+        Raises InvalidCronExpression, UnknownTimeZone, InvalidSchedule,
+        UnknownTask or NotSerializable before anything changes.
+        """
+        spec = self._schedule_spec(
+            name, cron, task, args, kwargs or {}, tz, catch_up, window, overlap, fall_back
+        )
+        return self._set_schedule(spec)
+
+    def schedules(self) -> list[ScheduleInfo]:
+        """Every schedule, by name, each with its next 5 fire times in its zone."""
+        infos: list[ScheduleInfo] = self._read(lambda core: core.cron.infos())
+        return infos
+
+    def pause_schedule(self, name: str) -> ScheduleInfo:
+        """Stop firing; fires while paused are not caught up. Raises ScheduleNotFound."""
+        return self._command(lambda core, now: core.cron.pause(name, True, now))
+
+    def resume_schedule(self, name: str) -> ScheduleInfo:
+        """Fire again from now on. Raises ScheduleNotFound."""
+        return self._command(lambda core, now: core.cron.pause(name, False, now))
+
+    def trigger_schedule(self, name: str) -> JobHandle:
+        """Fire now, whatever the expression and the overlap rule. Raises ScheduleNotFound."""
+        job_id: str = self._command(lambda core, now: core.cron.trigger(name, now))
+        return JobHandle(self, job_id)
+
+    def delete_schedule(self, name: str) -> None:
+        """Forget the schedule (its jobs already submitted run on). Raises ScheduleNotFound."""
+        self._command(lambda core, now: core.cron.delete(name, now))
+
+    def _set_schedule(self, spec: ScheduleSpec) -> ScheduleInfo:
+        return self._command(lambda core, now: core.cron.set(spec, now))
+
+    def _command(self, fn: Callable[[DispatchCore, float], R]) -> R:
+        return self._dispatcher().command(fn)
+
+    def _schedule_spec(
+        self,
+        name: str,
+        cron: str,
+        task: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        tz: str,
+        catch_up: CatchUp,
+        window: float,
+        overlap: Overlap,
+        fall_back: FallBack,
+    ) -> ScheduleSpec:
+        check_name(name)
+        job, _ = self._spec(task, args, kwargs, None, None, None, None, None, None)
+        spec = ScheduleSpec(
+            name=name,
+            cron=cron,
+            tz=tz,
+            task=task,
+            payload=job.payload,
+            queue=job.queue,
+            priority=job.priority,
+            timeout=job.timeout,
+            policy=job.policy,
+            delivery=job.delivery,
+            catch_up=catch_up,
+            window=window,
+            overlap=overlap,
+            fall_back=fall_back,
+        )
+        spec.check()
+        return spec
 
     # -- user actors ---------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from actorq import ActorSystem, JobStatus, JournalFenced, JournalUnavailable, Re
 from actorq.actors.deadletter import Buried, Removed
 from actorq.core import events as ev
 from actorq.core.job import JobInfo, JobSpec, pack
+from actorq.core.schedules import ScheduleSpec
 from actorq.persistence import codec
 from tests.helpers import wait_until
 from tests.redis_server import RedisServer
@@ -159,6 +160,24 @@ infos = st.builds(
     finished_at=maybe_time,
 )
 
+schedule_specs = st.builds(
+    ScheduleSpec,
+    name=ids,
+    cron=st.sampled_from(["0 * * * *", "30 2 * * *", "*/15 9-17 * * 1-5"]),
+    tz=st.sampled_from(["UTC", "Europe/Berlin", "America/Los_Angeles"]),
+    task=ids,
+    payload=payloads,
+    queue=ids,
+    priority=st.integers(-100, 100),
+    timeout=maybe_time,
+    policy=st.none(),
+    delivery=st.sampled_from(["at_least_once", "at_most_once"]),
+    catch_up=st.sampled_from(["skip", "one", "all"]),
+    window=st.floats(1, 1e7),
+    overlap=st.sampled_from(["allow", "skip", "buffer_one"]),
+    fall_back=st.sampled_from(["once", "twice"]),
+)
+
 EVENTS = st.one_of(
     st.builds(ev.Submitted, specs, times, maybe_time),
     st.builds(ev.BecameDue, st.lists(ids, max_size=3), times),
@@ -174,6 +193,19 @@ EVENTS = st.one_of(
     st.builds(ev.Expired, st.lists(ids, max_size=3)),
     st.builds(Buried, infos),
     st.builds(Removed, st.lists(ids, max_size=3)),
+    st.builds(ev.ScheduleSet, schedule_specs, times),
+    st.builds(ev.SchedulePaused, ids, st.booleans(), times),
+    st.builds(ev.ScheduleDeleted, ids, times),
+    st.builds(ev.ScheduleFired, ids, times, ids, st.booleans(), times),
+    st.builds(
+        ev.ScheduleSkipped,
+        ids,
+        st.integers(1, 10**6),
+        times,
+        st.sampled_from(["missed", "overlap"]),
+        times,
+    ),
+    st.builds(ev.ScheduleBuffered, ids, times, times),
 )
 
 
@@ -198,6 +230,12 @@ def test_the_event_strategy_covers_every_registered_type() -> None:
         "job.expired",
         "dead.buried",
         "dead.removed",
+        "schedule.set",
+        "schedule.paused",
+        "schedule.deleted",
+        "schedule.fired",
+        "schedule.skipped",
+        "schedule.buffered",
     }
     registered = {t for t in codec.registered_event_types() if not t.startswith("test.")}
     assert registered == covered

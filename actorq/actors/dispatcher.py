@@ -14,7 +14,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from actorq.actors.board import ResultBoard
 from actorq.actors.worker import Grant
@@ -34,6 +34,7 @@ from actorq.supervision.address import Address
 logger = logging.getLogger(__name__)
 
 _epochs = itertools.count(1)
+T = TypeVar("T")
 
 
 class Dispatcher(PersistentActor):
@@ -182,6 +183,17 @@ class Dispatcher(PersistentActor):
             return self.call(decide, durable=durable)
         except Refused as refused:
             raise refused.error from None
+
+    def command(self, fn: Callable[[DispatchCore, float], T]) -> T:
+        """Run a decision of the core in the caller's thread; returns once it is durable."""
+
+        def decide() -> T:
+            try:
+                return fn(self.core, self.clock.now())
+            finally:
+                self._run(self.core.take())
+
+        return self.call(decide, durable=True)
 
     def read(self, fn: Callable[[DispatchCore], Any]) -> Any:
         """Read the core's state in the caller's thread (nothing is persisted)."""

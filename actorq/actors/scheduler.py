@@ -1,4 +1,4 @@
-"""The Scheduler: the timer set for delays, retry backoffs, timeouts and sweeps.
+"""The Scheduler: the timer set for delays, retry backoffs, timeouts, sweeps and cron fires.
 
 It keeps timers in a heap and asks the Clock to wake it at the earliest
 one; when timers fall due it sends them to the Dispatcher in one batch. It

@@ -12,6 +12,9 @@ holds is under `batch_budget`, and a task whose run time is not yet known
 travels alone. So quick jobs travel in batches (one message for many jobs),
 a slow job never has other jobs queued behind it on its worker, and the
 priority order is decided when a worker has room, not long before.
+
+Recurring schedules are decided by `firing.CronDesk`, held here as `cron`:
+their timers come back through `TimersFired` like any other.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from actorq.core.events import (
     Submitted,
     Succeeded,
 )
+from actorq.core.firing import TIMER as CRON_TIMER
+from actorq.core.firing import CronDesk
 from actorq.core.job import JobSpec, JobStatus
 from actorq.core.limits import Limits, RateLimit, RetryBudget
 from actorq.core.state import DispatcherState, JobRecord
@@ -128,6 +133,7 @@ class DispatchCore:
         self._sweep_armed = False
         self.limits = Limits(config.rate_limits, config.retry_budgets)
         self._out = fx.Decision()
+        self.cron = CronDesk(self)
 
     # -- the shell's interface ------------------------------------------------
 
@@ -139,6 +145,10 @@ class DispatchCore:
     def persist(self, event: Any) -> None:
         self.state.apply(event)
         self._out.events.append(event)
+
+    def emit(self, effect: fx.Effect) -> None:
+        """An effect that may run while the events decided with it are being written."""
+        self._out.now.append(effect)
 
     def submit(
         self, items: list[tuple[JobSpec, float | None]], now: float
@@ -171,6 +181,8 @@ class DispatchCore:
         if handler is None:
             raise TypeError(f"the dispatcher does not take {type(message).__name__}")
         handler(self, message, now)
+        if self.state.buffered:
+            self.cron.settle(now)
         self.assign(now)
 
     def recovered(self, now: float) -> None:
@@ -193,6 +205,7 @@ class DispatchCore:
         if finished:
             self._out.now.append(fx.Publish(finished))
         self._arm_sweep()
+        self.cron.recovered(now)
         for name in self.workers:
             self._out.now.append(fx.Tell(name, m.Reset(self.epoch)))
 
@@ -410,6 +423,9 @@ class DispatchCore:
                 continue  # handle() runs assign(), which recalls what is stuck
             if kind in ("rate", "budget"):
                 self._release((kind, job_id), now)
+                continue
+            if kind == CRON_TIMER:
+                self.cron.timer(job_id, token, now)
                 continue
             job = self.state.jobs.get(job_id)
             if job is None:

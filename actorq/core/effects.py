@@ -19,7 +19,8 @@ from actorq.core.messages import Reply
 
 # (status, msgpack-encoded result or None, error text or None)
 Outcome = tuple[JobStatus, bytes | None, str | None]
-# (when, kind, job id, token): kind is "due", "timeout" or "sweep"
+# (when, kind, job id, token): kind is "due", "timeout", "sweep", "recall",
+# or "cron" (then the id is the schedule's name and the token its instant)
 Timer = tuple[float, str, str, Any]
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actorq.core.job import JobSpec, pack
+from actorq.core.schedules import ScheduleSpec
 from actorq.core.wire import event_type, upcaster
 
 
@@ -166,3 +167,82 @@ class Expired:
     """Finished jobs past their retention were forgotten."""
 
     ids: list[str]
+
+
+# -- recurring schedules ----------------------------------------------------------
+
+
+@event_type("schedule.set")
+@dataclass(frozen=True, slots=True)
+class ScheduleSet:
+    """A schedule was created, or changed (a change keeps its high-water mark)."""
+
+    spec: ScheduleSpec
+    at: float
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"spec": self.spec.to_wire(), "at": self.at}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> ScheduleSet:
+        return cls(ScheduleSpec.from_wire(data["spec"]), data["at"])
+
+
+@event_type("schedule.paused")
+@dataclass(frozen=True, slots=True)
+class SchedulePaused:
+    """Paused, or resumed (`paused` False): fires while paused are not caught up."""
+
+    name: str
+    paused: bool
+    at: float
+
+
+@event_type("schedule.deleted")
+@dataclass(frozen=True, slots=True)
+class ScheduleDeleted:
+    name: str
+    at: float
+
+
+@event_type("schedule.fired")
+@dataclass(frozen=True, slots=True)
+class ScheduleFired:
+    """A fire was decided; the job's Submitted event is in the same commit.
+
+    `instant` is the cron instant (UTC seconds) and becomes the high-water
+    mark; a manual trigger (`manual`) leaves the mark where it was.
+    """
+
+    name: str
+    instant: float
+    job_id: str
+    manual: bool
+    at: float
+
+
+@event_type("schedule.skipped")
+@dataclass(frozen=True, slots=True)
+class ScheduleSkipped:
+    """`count` fire instants up to `upto` passed without a job.
+
+    `reason` is "missed" (they came due while the system was down and the
+    catch-up rule dropped them) or "overlap" (the previous fire's job was
+    still unfinished).
+    """
+
+    name: str
+    count: int
+    upto: float
+    reason: str
+    at: float
+
+
+@event_type("schedule.buffered")
+@dataclass(frozen=True, slots=True)
+class ScheduleBuffered:
+    """A fire waits for the previous fire's job to finish (overlap="buffer_one")."""
+
+    name: str
+    instant: float
+    at: float

@@ -22,11 +22,18 @@ from actorq.core.events import (
     Failed,
     HandedOff,
     Requeued,
+    ScheduleBuffered,
+    ScheduleDeleted,
+    ScheduleFired,
+    SchedulePaused,
+    ScheduleSet,
+    ScheduleSkipped,
     Started,
     Submitted,
     Succeeded,
 )
 from actorq.core.job import Attempt, JobInfo, JobSpec, JobStatus, pack, unpack
+from actorq.core.schedules import ScheduleRecord
 
 S = JobStatus
 _WAITING = (S.SCHEDULED, S.RETRYING)
@@ -184,7 +191,7 @@ def _upcast_snapshot_v1(data: dict[str, Any]) -> dict[str, Any]:
 
 
 class DispatcherState:
-    """All jobs the Dispatcher knows, their queues, and the idempotency keys."""
+    """All jobs the Dispatcher knows, their queues, the idempotency keys, and the schedules."""
 
     def __init__(self) -> None:
         self.jobs: dict[str, JobRecord] = {}
@@ -194,6 +201,8 @@ class DispatcherState:
         self.depth: Counter[str] = Counter()
         self.finished: deque[tuple[float, str]] = deque()  # in finishing order, for expiry
         self.next_seq = 1
+        self.schedules: dict[str, ScheduleRecord] = {}
+        self.buffered: set[str] = set()  # schedules holding a fire back (overlap="buffer_one")
         self._apply: dict[type, Callable[[Any], None]] = {
             Submitted: self._submitted,
             BecameDue: self._due,
@@ -205,6 +214,12 @@ class DispatcherState:
             Cancelled: self._cancelled,
             HandedOff: self._handed_off,
             Expired: self._expired,
+            ScheduleSet: self._schedule_set,
+            SchedulePaused: self._schedule_paused,
+            ScheduleDeleted: self._schedule_deleted,
+            ScheduleFired: self._schedule_fired,
+            ScheduleSkipped: self._schedule_skipped,
+            ScheduleBuffered: self._schedule_buffered,
         }
 
     # -- the one way in -------------------------------------------------------
@@ -256,6 +271,7 @@ class DispatcherState:
             "jobs": {i: j.to_row() for i, j in sorted(self.jobs.items())},
             "idempotency": dict(sorted(self.idempotency.items())),
             "next_seq": self.next_seq,
+            "schedules": {n: r.to_row() for n, r in sorted(self.schedules.items())},
         }
 
     # -- snapshots -----------------------------------------------------------
@@ -266,6 +282,7 @@ class DispatcherState:
             "fields": list(JobRecord.__slots__),
             "jobs": [j.to_values() for j in self.jobs.values()],
             "next_seq": self.next_seq,
+            "schedules": [r.to_row() for r in self.schedules.values()],
         }
 
     @classmethod
@@ -283,6 +300,12 @@ class DispatcherState:
                 finished.append((job.finished_at or 0.0, job.seq, job.id))
         finished.sort()
         state.finished.extend((at, job_id) for at, _, job_id in finished)
+        # Snapshots taken before schedules existed have no such field.
+        for row in data.get("schedules", ()):
+            record = ScheduleRecord.from_row(row)
+            state.schedules[record.spec.name] = record
+            if record.buffered is not None:
+                state.buffered.add(record.spec.name)
         return state
 
     # -- bookkeeping -----------------------------------------------------------
@@ -415,3 +438,53 @@ class DispatcherState:
             key = job.spec.idempotency_key
             if key is not None and self.idempotency.get(key) == job_id:
                 del self.idempotency[key]
+
+    # -- schedules -----------------------------------------------------------------
+
+    def _schedule_set(self, e: ScheduleSet) -> None:
+        record = self.schedules.get(e.spec.name)
+        if record is None:
+            self.schedules[e.spec.name] = ScheduleRecord(e.spec, e.at)
+        else:  # a changed definition never fires for instants before the change
+            record.spec = e.spec
+            record.hwm = max(record.hwm, e.at)
+
+    def _schedule_paused(self, e: SchedulePaused) -> None:
+        record = self.schedules.get(e.name)
+        if record is not None:
+            record.paused = e.paused
+            if not e.paused:
+                record.hwm = max(record.hwm, e.at)
+
+    def _schedule_deleted(self, e: ScheduleDeleted) -> None:
+        self.schedules.pop(e.name, None)
+        self.buffered.discard(e.name)
+
+    def _schedule_fired(self, e: ScheduleFired) -> None:
+        record = self.schedules.get(e.name)
+        if record is None:
+            return
+        record.last_job = e.job_id
+        record.fired += 1
+        if not e.manual:
+            record.hwm = max(record.hwm, e.instant)
+            if record.buffered == e.instant:
+                record.buffered = None
+                self.buffered.discard(e.name)
+
+    def _schedule_skipped(self, e: ScheduleSkipped) -> None:
+        record = self.schedules.get(e.name)
+        if record is None:
+            return
+        record.hwm = max(record.hwm, e.upto)
+        if e.reason == "missed":
+            record.missed += e.count
+        else:
+            record.skipped += e.count
+
+    def _schedule_buffered(self, e: ScheduleBuffered) -> None:
+        record = self.schedules.get(e.name)
+        if record is not None:
+            record.hwm = max(record.hwm, e.instant)
+            record.buffered = e.instant
+            self.buffered.add(e.name)

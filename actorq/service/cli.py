@@ -3,14 +3,14 @@
 `worker` and `serve` run a user's ActorSystem in this process (`runner.py`),
 on a file journal in ``$ACTORQ_STATE_DIR`` (default ``./actorq-state``)
 unless `--journal` says otherwise;
-`submit`, `status`, `dlq` and `queues` are clients of a running system's
+`submit`, `status`, `dlq`, `queues` and `cron` are clients of a running system's
 HTTP API (`--url`, default http://127.0.0.1:8000 or $ACTORQ_URL; token from
 --token or $ACTORQ_API_TOKEN). `demo` runs a self-contained demonstration.
 
 Exit codes, stable for scripts:
 
     0    ok
-    1    the job failed or was cancelled, or there is no such job
+    1    the job failed or was cancelled, or there is no such job or schedule
     2    usage error: bad arguments or options, or the server refused the
          request as invalid (400, 401, 413, 422)
     3    cannot reach the server, or the system is not running or is at its
@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import click
 from rich.console import Console
@@ -519,6 +519,58 @@ def queues(client: Client, as_json: bool) -> None:
         f"dead letters {info['dead_letters']}"
     )
     out.print(table)
+
+
+@main.group(epilog=EXIT_CODES)
+def cron() -> None:
+    """List, pause, resume, trigger and delete recurring schedules."""
+
+
+@cron.command("list", epilog=EXIT_CODES)
+@click.option("--json", "as_json", is_flag=True, help="Print the schedules as JSON.")
+@client_command
+def cron_list(client: Client, as_json: bool) -> None:
+    """List schedules, each with its next 5 fire times in its own zone."""
+    schedules = client.call("GET", "/schedules")
+    if as_json:
+        _print_json(schedules)
+        return
+    table = Table(title=f"{len(schedules)} schedules")
+    table.add_column("name", no_wrap=True)
+    table.add_column("cron", no_wrap=True)
+    table.add_column("zone", no_wrap=True)
+    table.add_column("task")
+    table.add_column("state")
+    table.add_column("fired/missed/skipped", justify="right")
+    table.add_column("next fires (in the zone)", no_wrap=True)
+    for item in schedules:
+        counts = f"{item['fired']}/{item['missed']}/{item['skipped']}"
+        state = "paused" if item["paused"] else "active"
+        nexts = "\n".join(item["next_fires"]) or "-"
+        table.add_row(item["name"], item["cron"], item["tz"], item["task"], state, counts, nexts)
+    out.print(table)
+
+
+def _schedule_command(action: str, help_text: str) -> None:
+    @cron.command(action, help=help_text, epilog=EXIT_CODES)
+    @click.argument("name")
+    @client_command
+    def command(client: Client, name: str) -> None:
+        path = f"/schedules/{quote(name, safe='')}"
+        if action == "delete":
+            client.call("DELETE", path)
+            click.echo(name)
+        elif action == "trigger":
+            click.echo(client.call("POST", f"{path}/trigger")["id"])
+        else:
+            item = client.call("POST", f"{path}/{action}")
+            click.echo(f"{item['name']} {'paused' if item['paused'] else 'active'}")
+
+
+_schedule_command("pause", "Stop schedule NAME firing (fires while paused are not caught up).")
+_schedule_command("resume", "Let schedule NAME fire again from now on.")
+_schedule_command("trigger", "Fire schedule NAME now; prints the job id.")
+_schedule_command("delete", "Forget schedule NAME (jobs it submitted run on).")
 
 
 if __name__ == "__main__":

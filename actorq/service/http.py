@@ -17,6 +17,12 @@ Routes (all JSON; errors are RFC 9457 problem details, see http_problems):
     POST   /dlq/{id}/retry     run a dead job again (404 unknown)
     DELETE /dlq/{id}           forget one dead job (404 unknown)
     DELETE /dlq                forget all dead jobs
+    GET    /schedules          recurring schedules, each with its next 5 fire times
+    PUT    /schedules/{name}   create or change a schedule (422 bad expression, zone, task)
+    GET    /schedules/{name}   one schedule (404 unknown)
+    POST   /schedules/{name}/pause | /resume   stop or restart firing (404 unknown)
+    POST   /schedules/{name}/trigger           fire now: 201 with the job (404 unknown)
+    DELETE /schedules/{name}   forget a schedule (404 unknown)
     GET    /healthz            200 while the process serves (no auth; HEAD too)
     GET    /readyz             200 when running, journal reachable, supervisor healthy; else 503
                                (no auth; HEAD too)
@@ -66,6 +72,7 @@ from actorq.service.http_models import (
     SubmitRequest,
 )
 from actorq.service.http_problems import PROBLEM_JSON, BodyLimit, install_problem_handlers
+from actorq.service.http_schedules import add_schedule_routes
 from actorq.service.http_server import Server, is_loopback
 from actorq.service.metrics import RATE_WINDOW, PrometheusObserver
 
@@ -96,7 +103,7 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 _DESCRIBE = {
     400: "Malformed JSON.",
     401: "Missing or wrong bearer token.",
-    404: "No such job.",
+    404: "No such job or schedule.",
     413: "Request body or encoded arguments over the size limit.",
     422: "Invalid request: wrong types, unknown task or queue, arguments msgpack cannot encode.",
     503: "The system is not running, did not answer, or is at its pending-jobs bound.",
@@ -207,6 +214,8 @@ def create_app(
     @guarded.delete("/dlq", response_model=Purged, responses=_problems(*unauthorized, 503))
     def purge_all() -> Response:
         return _json(Purged(purged=system.purge_dead()))
+
+    add_schedule_routes(guarded, system, _problems, unauthorized)
 
     def readyz() -> Response:
         """Ready: running, the journal answers, and no supervisor gave up. No token needed."""

@@ -17,6 +17,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from actorq.core.cron import FallBack
+from actorq.core.schedules import (
+    DEFAULT_CATCH_UP,
+    DEFAULT_OVERLAP,
+    DEFAULT_TZ,
+    DEFAULT_WINDOW,
+    CatchUp,
+    Overlap,
+    ScheduleInfo,
+)
 from actorq.job import JobInfo, JobStatus
 from actorq.system import PRIORITY_MAX, PRIORITY_MIN
 
@@ -161,3 +171,76 @@ class Problem(BaseModel):
     status: int
     detail: str | None = None
     errors: list[FieldError] | None = Field(None, description="Per-field validation errors.")
+
+
+class ScheduleRequest(BaseModel):
+    """A recurring schedule to create, or the new definition of an existing one."""
+
+    model_config = ConfigDict(
+        strict=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"cron": "*/15 * * * *", "task": "report", "tz": "Europe/Berlin"}]
+        },
+    )
+
+    cron: Name = Field(description="Five cron fields: minute hour day-of-month month weekday.")
+    task: Name = Field(description="The registered task's name.")
+    args: list[Any] = Field(default_factory=list, description="Positional arguments of each job.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments.")
+    tz: Name = Field(DEFAULT_TZ, description="An IANA time zone name.")
+    catch_up: CatchUp = Field(
+        DEFAULT_CATCH_UP, description="Fires missed while the system was down: skip, one or all."
+    )
+    window: float = Field(
+        DEFAULT_WINDOW,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds: a missed fire older than this is never caught up.",
+    )
+    overlap: Overlap = Field(
+        DEFAULT_OVERLAP,
+        description="When the previous fire's job is unfinished: allow, skip or buffer_one.",
+    )
+    fall_back: FallBack = Field(
+        "once", description="A wall-clock time repeated when DST ends fires once or twice."
+    )
+
+
+class Schedule(BaseModel):
+    """A point-in-time copy of a schedule."""
+
+    model_config = ConfigDict(ser_json_bytes="base64", ser_json_inf_nan="strings")
+
+    name: str
+    cron: str
+    tz: str
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    queue: str
+    catch_up: CatchUp
+    window: float
+    overlap: Overlap
+    fall_back: FallBack
+    paused: bool
+    created_at: float
+    high_water_mark: float = Field(
+        description="Unix time of the last fire instant decided (fired, skipped or missed)."
+    )
+    last_job: str | None
+    fired: int
+    missed: int = Field(description="Fire instants missed while the system was down.")
+    skipped: int = Field(description="Fires skipped because the previous job was unfinished.")
+    buffered: float | None = Field(description="A fire instant held back (buffer_one).")
+    next_fires: list[str] = Field(description="The next 5 fire times, ISO 8601 in the zone.")
+
+    @classmethod
+    def of(cls, info: ScheduleInfo) -> Schedule:
+        fields = {name: getattr(info, name) for name in ScheduleInfo.__slots__}
+        fields["next_fires"] = [t.isoformat() for t in info.next_fires]
+        return cls.model_construct(**fields)
+
+
+class Deleted(BaseModel):
+    deleted: bool

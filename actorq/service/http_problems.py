@@ -30,14 +30,18 @@ from starlette.responses import Response
 
 from actorq.errors import (
     Backpressure,
+    InvalidCronExpression,
+    InvalidSchedule,
     InvalidSubmission,
     JobNotFound,
     JournalError,
     NotSerializable,
     PayloadTooLarge,
+    ScheduleNotFound,
     SystemNotRunning,
     UnknownQueue,
     UnknownTask,
+    UnknownTimeZone,
 )
 
 logger = logging.getLogger(__name__)
@@ -60,6 +64,10 @@ PROBLEMS: list[tuple[type[Exception], int, str, str]] = [
     (PayloadTooLarge, 413, "payload-too-large", "Payload too large"),
     (Backpressure, 503, "backpressure", "Too many unfinished jobs"),
     (JobNotFound, 404, "job-not-found", "Job not found"),
+    (InvalidCronExpression, 422, "invalid-cron-expression", "Invalid cron expression"),
+    (UnknownTimeZone, 422, "unknown-time-zone", "Unknown time zone"),
+    (InvalidSchedule, 422, "invalid-schedule", "Invalid schedule"),
+    (ScheduleNotFound, 404, "schedule-not-found", "Schedule not found"),
     (SystemNotRunning, 503, "system-not-running", "The actor system is not running"),
     (pykka.ActorDeadError, 503, "system-not-running", "The actor system is not running"),
     (pykka.Timeout, 503, "timeout", "The actor system did not answer in time"),

@@ -34,6 +34,8 @@ from actorq.core.events import (
     Expired,
     Failed,
     Requeued,
+    ScheduleFired,
+    ScheduleSkipped,
     Started,
     Submitted,
     Succeeded,
@@ -139,6 +141,17 @@ class PrometheusObserver(SystemObserver):
             registry=r,
         )
         self._deferred: dict[tuple[str, str], int] = {}
+        self.cron_fires = Counter(
+            "actorq_cron_fires", "Fires of a recurring schedule that submitted a job.",
+            ["schedule"], registry=r,
+        )  # fmt: skip
+        self.cron_missed = Counter(
+            "actorq_cron_missed_fires",
+            "Fire instants that passed without a job: reason=missed (the system was down and"
+            " the catch-up rule dropped them) or reason=overlap (the previous job was unfinished).",
+            ["schedule", "reason"],
+            registry=r,
+        )
         self._children: dict[tuple[object, ...], Any] = {}
         self._ready_at: dict[str, float] = {}
         self.rates = RateWindow(RATE_WINDOW)
@@ -226,6 +239,10 @@ class PrometheusObserver(SystemObserver):
             elif kind is Expired:
                 for job_id in e.ids:
                     ready_at.pop(job_id, None)
+            elif kind is ScheduleFired:
+                self._child(self.cron_fires, e.name).inc()
+            elif kind is ScheduleSkipped:
+                self._child(self.cron_missed, e.name, e.reason).inc(e.count)
         for (task, queue), series in succeeded.items():
             finished[task, "succeeded", queue] = len(series)
             durations.setdefault(task, []).extend(series)
