@@ -1,0 +1,166 @@
+"""Virtual time for handlers: `now()` and `sleep()`, real outside a simulation.
+
+A handler that runs inside a simulation runs on a `Fiber`: its own thread,
+but with a baton, so that exactly one of the simulation loop and one fiber
+runs at any moment. `sleep(s)` hands the baton back to the loop, which
+resumes the fiber when the virtual clock reaches the wake-up time. Nothing
+depends on how the OS schedules threads, so a run is deterministic.
+
+An `async def` handler runs on an asyncio event loop whose clock is the
+virtual clock and whose selector sleeps in virtual time, so `await
+asyncio.sleep(...)` passes virtual time like `sleep` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+
+class VirtualTime(Protocol):
+    def wall(self) -> float:
+        """The virtual `time.time()`."""
+
+    def elapsed(self) -> float:
+        """Virtual seconds since the start: monotonic, unlike `wall` across a clock jump."""
+
+
+_active: VirtualTime | None = None
+_local = threading.local()
+
+
+class Killed(BaseException):
+    """Raised inside a fiber whose worker was stopped, to unwind its handler."""
+
+
+def activate(clock: VirtualTime | None) -> None:
+    """Make `now()` and `sleep()` virtual (a simulation starts) or real again (None)."""
+    global _active  # noqa: PLW0603  (one simulation runs at a time in a process)
+    _active = clock
+
+
+def active() -> bool:
+    return _active is not None
+
+
+def now() -> float:
+    """`time.time()`, in virtual time inside a simulation."""
+    clock = _active
+    return time.time() if clock is None else clock.wall()
+
+
+def sleep(seconds: float) -> None:
+    """`time.sleep()`, in virtual time inside a simulated handler."""
+    fiber: Fiber | None = getattr(_local, "fiber", None)
+    if fiber is None:
+        if _active is not None:
+            raise RuntimeError("actorq.sim.sleep() inside a simulation only works in a handler")
+        time.sleep(seconds)
+        return
+    fiber.suspend(seconds)
+
+
+class Fiber:
+    """Runs `fn` on its own thread, taking turns with the simulation loop."""
+
+    __slots__ = (
+        "_back",
+        "_fn",
+        "_go",
+        "_kill",
+        "_started",
+        "_thread",
+        "done",
+        "error",
+        "value",
+        "wake_in",
+    )
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._fn = fn
+        self._go = threading.Semaphore(0)
+        self._back = threading.Semaphore(0)
+        self._kill = False
+        self._started = False
+        self._thread = threading.Thread(target=self._main, name="actorq-sim-fiber", daemon=True)
+        self.done = False
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.wake_in = 0.0
+
+    def _main(self) -> None:
+        self._go.acquire()
+        _local.fiber = self
+        try:
+            if self._kill:
+                raise Killed
+            self.value = self._fn()
+        except BaseException as exc:  # the handler's failure is the job's outcome
+            self.error = exc
+        finally:
+            _local.fiber = None
+            self.done = True
+            self._back.release()
+
+    def resume(self) -> bool:
+        """Let the fiber run until it sleeps or ends; True once it has ended."""
+        if self.done:
+            return True
+        if not self._started:
+            self._started = True
+            self._thread.start()
+        self._go.release()
+        self._back.acquire()
+        return self.done
+
+    def suspend(self, seconds: float) -> None:
+        """In the fiber: wait `seconds` of virtual time."""
+        self.wake_in = max(0.0, float(seconds))
+        self._back.release()
+        self._go.acquire()
+        if self._kill:
+            raise Killed
+
+    def kill(self) -> None:
+        """Unwind the handler (its worker died); returns once the thread has ended."""
+        if self.done:
+            return
+        if not self._started:
+            self.done = True
+            return
+        self._kill = True
+        self.resume()
+        self._thread.join()
+
+
+class _VirtualSelector(selectors.SelectSelector):
+    """Waiting for I/O means waiting for the next timer, in virtual time."""
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = super().select(0)
+        if ready:
+            return ready
+        if timeout is None:
+            raise RuntimeError("an async handler waits for something no timer will bring")
+        if timeout > 0:
+            sleep(timeout)
+        return []
+
+
+class _VirtualLoop(asyncio.SelectorEventLoop):
+    def time(self) -> float:
+        clock = _active
+        return time.monotonic() if clock is None else clock.elapsed()
+
+
+def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine to completion on a loop whose clock is the virtual clock."""
+    loop = _VirtualLoop(_VirtualSelector())
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
