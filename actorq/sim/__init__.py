@@ -13,7 +13,7 @@ a simulation, `time.sleep` and `time.time` outside. See docs/simulation.md.
 from actorq.sim.plan import FaultPlan
 from actorq.sim.report import Invariant, SimReport
 from actorq.sim.simulation import Simulation, Violation, parse_duration
-from actorq.sim.vtime import now, sleep
+from actorq.sim.vtime import now, rng, sleep
 
 __all__ = [
     "FaultPlan",
@@ -23,5 +23,6 @@ __all__ = [
     "Violation",
     "now",
     "parse_duration",
+    "rng",
     "sleep",
 ]

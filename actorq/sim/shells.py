@@ -54,7 +54,9 @@ class SimClock:
 
         def fire() -> None:
             if not handle.cancelled:
-                callback()
+                callback()  # in production: a message to the actor (a linger's flush)
+                sim.dispatcher.kick()
+                sim.deadletter.kick()
 
         sim.at(sim.t + max(0.0, when - sim.wall()), fire)
         return handle

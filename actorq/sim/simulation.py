@@ -39,6 +39,7 @@ from actorq.sim import vtime
 from actorq.sim.plan import FaultPlan, Injector
 from actorq.sim.report import INVARIANTS, Invariant, Sample, SimReport, percentile
 from actorq.sim.shells import ActorShell, Mailbox, Model, Reply, SimClock, SimWorker
+from actorq.supervision.policy import RestartPolicy
 
 if TYPE_CHECKING:
     from actorq.system import ActorSystem
@@ -95,6 +96,7 @@ class Simulation:
         snapshot_every: float = 600.0,
         sample_every: float | None = None,
         keep_trace: bool = False,
+        workers: int | None = None,
     ) -> None:
         if start.tzinfo is None:
             raise ValueError("start must be a timezone-aware datetime")
@@ -130,6 +132,25 @@ class Simulation:
         self._epochs = itertools.count(1)
         self._timers: dict[float, list[tuple[float, str, str, Any]]] = {}
         self._stale: set[tuple[str, int]] = set()
+        self._init_tallies()
+        count = system.worker_count if workers is None else workers
+        if count < 1:
+            raise ValueError("a simulation needs at least one worker")
+        self.workers = {f"worker-{i + 1}": SimWorker(self, f"worker-{i + 1}") for i in range(count)}
+        self.policies: dict[str, RestartPolicy] = {}
+        self.config = DispatchConfig(
+            queues=system.queues,
+            retention=system.retention,
+            max_pending=system.max_pending,
+            max_batch=system.prefetch,
+            policy_for=self._policy_for,
+        )
+        self._directory: tempfile.TemporaryDirectory[str] | None = None
+        self.journal: Journal = MemoryJournal()
+        self.dispatcher = ActorShell(self, "dispatcher", self._make_dispatcher)
+        self.deadletter = ActorShell(self, "deadletter", self._make_deadletter)
+
+    def _init_tallies(self) -> None:
         self.jobs: dict[str, _Job] = {}
         self.dead_ever: set[str] = set()
         self.expired: set[str] = set()
@@ -138,21 +159,6 @@ class Simulation:
         self.worker_restarts = 0
         self.samples: list[Sample] = []
         self.invariants = {name: Invariant() for name in INVARIANTS}
-        self.workers = {
-            f"worker-{i + 1}": SimWorker(self, f"worker-{i + 1}")
-            for i in range(system.worker_count)
-        }
-        self.config = DispatchConfig(
-            queues=system.queues,
-            retention=system.retention,
-            max_pending=system.max_pending,
-            max_batch=system.prefetch,
-            policy_for=system._policy_for,
-        )
-        self._directory: tempfile.TemporaryDirectory[str] | None = None
-        self.journal: Journal = MemoryJournal()
-        self.dispatcher = ActorShell(self, "dispatcher", self._make_dispatcher)
-        self.deadletter = ActorShell(self, "deadletter", self._make_deadletter)
 
     # -- time ---------------------------------------------------------------------------
 
@@ -268,6 +274,18 @@ class Simulation:
         bound = policy.max_restarts + 1 if policy.within is None else None
         self.jobs[spec.id] = _Job(task, self.t, bound, spec.timeout)
         self.send("dispatcher", m.Submit([(spec, run_at)], Reply(self, [spec.id])))
+
+    def policy(self, task: str, policy: RestartPolicy) -> None:
+        """Run `task` under `policy` instead of its own (the "what if" of a comparison)."""
+        self._check_task(task)
+        if not isinstance(policy, RestartPolicy):
+            raise TypeError("policy must be a RestartPolicy")
+        self.policies[task] = policy
+
+    def _policy_for(self, task: str, override: dict[str, Any] | None) -> RestartPolicy:
+        if override is None and task in self.policies:
+            return self.policies[task]
+        return self.system._policy_for(task, override)
 
     def handler(self, task: str) -> Callable[..., Any]:
         fn = self.system._lookup(task)

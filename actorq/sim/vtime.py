@@ -14,6 +14,7 @@ asyncio.sleep(...)` passes virtual time like `sleep` does.
 from __future__ import annotations
 
 import asyncio
+import random
 import selectors
 import threading
 import time
@@ -27,6 +28,9 @@ class VirtualTime(Protocol):
 
     def elapsed(self) -> float:
         """Virtual seconds since the start: monotonic, unlike `wall` across a clock jump."""
+
+    def rng(self, purpose: str) -> random.Random:
+        """The simulation's seeded random stream for `purpose`."""
 
 
 _active: VirtualTime | None = None
@@ -51,6 +55,15 @@ def now() -> float:
     """`time.time()`, in virtual time inside a simulation."""
     clock = _active
     return time.time() if clock is None else clock.wall()
+
+
+_unseeded = random.Random()
+
+
+def rng(purpose: str = "user") -> random.Random:
+    """A random stream: seeded from the simulation's seed inside one, unseeded outside."""
+    clock = _active
+    return _unseeded if clock is None else clock.rng(purpose)
 
 
 def sleep(seconds: float) -> None:
