@@ -168,3 +168,7 @@ class InvalidJournalURL(JournalError, ValueError):
         super().__init__(f"invalid journal {url!r}: {reason}; accepted: {accepted}")
         self.url = url
         self.reason = reason
+
+
+class SimulationError(ActorqError, ValueError):
+    """A simulation was asked for something it cannot run (a bad scenario or option)."""

@@ -155,6 +155,7 @@ class Simulation:
         self.dead_ever: set[str] = set()
         self.expired: set[str] = set()
         self.attempts = 0
+        self.finished = 0
         self.refused = 0
         self.worker_restarts = 0
         self.samples: list[Sample] = []
@@ -455,6 +456,8 @@ class Simulation:
 
     def _terminal(self, job: _Job | None, status: str, at: float) -> None:
         if job is not None:
+            if job.finished is None:
+                self.finished += 1
             job.status = status
             job.finished = at - self._base - self._offset
 
@@ -642,9 +645,8 @@ class Simulation:
             queued, running, waiting = last.queued, last.running, last.waiting
         else:
             queued = running = waiting = 0
-        terminal = sum(1 for j in self.jobs.values() if j.finished is not None)
         self.samples.append(
-            Sample(self.t, queued, running, waiting, len(self.jobs), self.attempts, terminal)
+            Sample(self.t, queued, running, waiting, len(self.jobs), self.attempts, self.finished)
         )
 
     def _stop_fibers(self) -> None:
