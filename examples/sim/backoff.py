@@ -75,8 +75,52 @@ def run(kind: str, clients: int = CLIENTS, seed: int = 1) -> tuple[int, float]:
     return report.attempts, report.finished_at or 0.0
 
 
+def sweep(clients: tuple[int, ...], seeds: tuple[int, ...]) -> dict[str, list[tuple[float, float]]]:
+    """Mean (calls, completion seconds) per kind, for each client count."""
+    table: dict[str, list[tuple[float, float]]] = {kind: [] for kind in KINDS}
+    for n in clients:
+        for kind in KINDS:
+            runs = [run(kind, n, seed) for seed in seeds]
+            calls = sum(r[0] for r in runs) / len(runs)
+            took = sum(r[1] for r in runs) / len(runs)
+            table[kind].append((calls, took))
+    return table
+
+
+def chart(path: str, clients: tuple[int, ...], table: dict[str, list[tuple[float, float]]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (calls, took) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for kind, rows in table.items():
+        calls.plot(clients, [r[0] for r in rows], marker="o", label=kind)
+        took.plot(clients, [r[1] for r in rows], marker="o", label=kind)
+    calls.set_title("calls (work)")
+    took.set_title("time until the last client succeeded (s)")
+    for ax in (calls, took):
+        ax.set_xlabel("contending clients")
+        ax.legend(fontsize="small")
+    took.set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 if __name__ == "__main__":
-    print(f"{'backoff':<14}{'calls':>8}{'completion (s)':>16}")
-    for kind in KINDS:
-        calls, seconds = run(kind)
-        print(f"{kind:<14}{calls:>8}{seconds:>16.3f}")
+    import sys
+
+    if len(sys.argv) > 1:  # --chart PATH: the sweep behind docs/simulation.md
+        counts, seeds = (10, 25, 50, 100), (1, 2, 3)
+        results = sweep(counts, seeds)
+        print("| backoff | " + " | ".join(f"{n} clients: calls / s" for n in counts) + " |")
+        print("|---|" + "---|" * len(counts))
+        for kind, rows in results.items():
+            cells = " | ".join(f"{c:.0f} / {t:.2f}" for c, t in rows)
+            print(f"| {kind} | {cells} |")
+        chart(sys.argv[-1], counts, results)
+    else:
+        print(f"{'backoff':<14}{'calls':>8}{'completion (s)':>16}")
+        for kind in KINDS:
+            calls, seconds = run(kind)
+            print(f"{kind:<14}{calls:>8}{seconds:>16.3f}")
