@@ -95,6 +95,7 @@ class SimReport:
         """The headline figures, for tables and comparisons."""
         return {
             "jobs": self.jobs,
+            "acknowledged": self.acknowledged,
             "succeeded": self.succeeded,
             "dead": self.dead,
             "unfinished": self.unfinished,
