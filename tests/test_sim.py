@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from actorq import ActorSystem, Backoff, RestartPolicy, UnknownTask
-from actorq.sim import SimReport, Simulation, now, parse_duration, sleep
+from actorq.sim import SimReport, Simulation, now, parse_duration, sleep, vtime
 
 
 def make_system() -> ActorSystem:
@@ -60,6 +60,14 @@ def test_same_seed_same_digest_other_seed_other_digest() -> None:
     assert first.ok, first.violation()
     assert first.dispatcher_restarts >= 1  # the plan's crashes happened
     assert first.worker_restarts >= 1
+
+
+def test_thread_fibers_give_the_same_run_as_greenlets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the sim extra's greenlet, threads pass the baton: the run is the same."""
+    with_greenlets = run(9, until=3600)
+    monkeypatch.setattr(vtime, "_greenlet", None)
+    with_threads = run(9, until=3600)
+    assert with_threads.digest == with_greenlets.digest
 
 
 def test_file_journal_runs_are_deterministic_too() -> None:

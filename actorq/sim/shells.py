@@ -406,6 +406,8 @@ class SimWorker:
             return
         fiber = vtime.Fiber(lambda: self._call(run, job[3]))
         run.fiber = fiber
+        sim.fibers = [f for f in sim.fibers if not f.done]
+        sim.fibers.append(fiber)
         self._step(run, extra, error, crash)
 
     def _step(self, run: _Run, extra: float, error: str | None, crash: bool) -> None:

@@ -127,6 +127,7 @@ class Simulation:
         self._digest = hashlib.sha256()
         self._workload: list[Callable[[], None]] = []
         self._ran = False
+        self.fibers: list[vtime.Fiber] = []
         self._job_numbers = itertools.count(1)
         self._incarnations = itertools.count(1)
         self._epochs = itertools.count(1)
@@ -580,9 +581,9 @@ class Simulation:
         except Violation as exc:
             violation = exc
         finally:
+            self._stop_fibers()
             fault_hooks.install(None)
             vtime.activate(None)
-            self._stop_fibers()
             self.journal.close()
             if self._directory is not None:
                 self._directory.cleanup()
@@ -650,10 +651,10 @@ class Simulation:
         )
 
     def _stop_fibers(self) -> None:
-        for worker in self.workers.values():
-            run = worker.run
-            if run is not None and run.fiber is not None:
-                run.fiber.kill()
+        """Unwind the handlers still running (or stalled in replaced workers) at the end."""
+        fibers, self.fibers = self.fibers, []
+        for fiber in fibers:
+            fiber.kill()
 
     def _final_checks(self, until: float) -> None:
         dispatcher = self.dispatcher.actor
