@@ -91,6 +91,30 @@ def test_handlers_sleep_in_virtual_time() -> None:
     assert report.time_to_success["p50"] >= 2.0
 
 
+def test_a_handler_submits_follow_up_jobs_into_the_simulation() -> None:
+    system = ActorSystem(workers=2)
+    shipped: list[int] = []
+
+    @system.task("order")
+    def order(n: int) -> int:
+        sleep(1.0)
+        return system.submit("ship", n, delay=30.0).id.count("-")
+
+    @system.task("ship")
+    def ship(n: int) -> None:
+        shipped.append(n)
+
+    sim = Simulation(system, seed=1)
+    sim.burst("order", 5, at=0.0)
+    report = sim.run(until=3600)
+    assert report.jobs == 10
+    assert report.succeeded == 10
+    assert sorted(shipped) == [0, 1, 2, 3, 4]
+    assert report.finished_at is not None
+    assert report.finished_at >= 31.0  # the follow-ups waited their delay in virtual time
+    assert "submit" not in vars(system)  # the system is itself again after the run
+
+
 def test_now_and_sleep_are_real_outside_a_simulation() -> None:
     before = time.time()
     sleep(0)

@@ -33,6 +33,7 @@ from actorq.core import messages as m
 from actorq.core.dispatch import DispatchConfig
 from actorq.core.events import Cancelled, Expired, Failed, Requeued, Started, Succeeded
 from actorq.core.job import JobStatus
+from actorq.job import JobHandle
 from actorq.persistence.file import FileJournal
 from actorq.persistence.journal import Journal, MemoryJournal
 from actorq.sim import vtime
@@ -121,7 +122,7 @@ class Simulation:
         self.trace_lines: list[str] | None = [] if keep_trace else None
         self._base = start.timestamp()
         self._offset = 0.0
-        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._heap: list[tuple[float, int, Callable[[], object]]] = []
         self._seq = itertools.count()
         self._rngs: dict[str, random.Random] = {}
         self._digest = hashlib.sha256()
@@ -170,7 +171,7 @@ class Simulation:
     def elapsed(self) -> float:
         return self.t
 
-    def at(self, when: float, action: Callable[[], None]) -> None:
+    def at(self, when: float, action: Callable[[], object]) -> None:
         """Run `action` at virtual second `when` after the start (not before now)."""
         heapq.heappush(self._heap, (max(when, self.t), next(self._seq), action))
 
@@ -266,7 +267,7 @@ class Simulation:
             options.get("policy"),
         )[0]
 
-    def _submit(self, task: str, args: tuple[Any, ...], options: dict[str, Any]) -> None:
+    def _submit(self, task: str, args: tuple[Any, ...], options: dict[str, Any]) -> str:
         spec = dataclasses.replace(
             self._spec(task, args, options), id=f"job-{next(self._job_numbers):06d}"
         )
@@ -276,6 +277,13 @@ class Simulation:
         bound = policy.max_restarts + 1 if policy.within is None else None
         self.jobs[spec.id] = _Job(task, self.t, bound, spec.timeout)
         self.send("dispatcher", m.Submit([(spec, run_at)], Reply(self, [spec.id])))
+        return str(spec.id)
+
+    def _submit_from_handler(self, task: str, /, *args: Any, **options: Any) -> JobHandle:
+        """`system.submit` while the simulation runs: a handler's follow-up job."""
+        options.pop("durability", None)
+        self._check_submission(task, args, options)
+        return JobHandle(self.system, self._submit(task, args, options))
 
     def policy(self, task: str, policy: RestartPolicy) -> None:
         """Run `task` under `policy` instead of its own (the "what if" of a comparison)."""
@@ -566,6 +574,8 @@ class Simulation:
         injector = Injector(self.faults, self.elapsed, self.rng("faults"), file_journal)
         fault_hooks.install(injector)
         vtime.activate(self)
+        # Handlers (and Task.submit) that submit follow-up jobs reach the simulation.
+        setattr(self.system, "submit", self._submit_from_handler)  # noqa: B010
         violation: Violation | None = None
         steps = 0
         try:
@@ -582,6 +592,7 @@ class Simulation:
             violation = exc
         finally:
             self._stop_fibers()
+            del self.system.submit
             fault_hooks.install(None)
             vtime.activate(None)
             self.journal.close()
