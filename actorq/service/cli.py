@@ -5,7 +5,8 @@ on a file journal in ``$ACTORQ_STATE_DIR`` (default ``./actorq-state``)
 unless `--journal` says otherwise;
 `submit`, `status`, `dlq` and `queues` are clients of a running system's
 HTTP API (`--url`, default http://127.0.0.1:8000 or $ACTORQ_URL; token from
---token or $ACTORQ_API_TOKEN). `demo` runs a self-contained demonstration.
+--token or $ACTORQ_API_TOKEN). `demo` runs a self-contained demonstration;
+`simulate` runs a fault-injection scenario in virtual time (docs/simulation.md).
 
 Exit codes, stable for scripts:
 
