@@ -221,3 +221,7 @@ class ScheduleNotFound(ScheduleError, LookupError):
     def __init__(self, name: str) -> None:
         super().__init__(f"no schedule named {name!r}")
         self.name = name
+
+
+class SimulationError(ActorqError, ValueError):
+    """A simulation was asked for something it cannot run (a bad scenario or option)."""

@@ -645,6 +645,7 @@ class DispatchCore:
                 continue  # revived or already gone: a stale entry
             if job.handoff_pending:
                 kept.append((at, job_id))  # kept until the dead letters confirm
+                self._bury(job)  # again: a crash of the DeadLetter actor may have lost it
             else:
                 expired.append(job_id)
         finished.extendleft(reversed(kept))

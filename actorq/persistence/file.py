@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 from urllib.parse import quote
 
+from actorq import faults
 from actorq.errors import (
     JournalCorrupted,
     JournalError,
@@ -114,6 +115,7 @@ class FileJournal:
             self._flusher.start()
 
     def append(self, persistence_id: str, events: Sequence[Any], *, after_seq: int) -> None:
+        faults.point("journal.append", persistence_id)
         record = fmt.record(after_seq + 1, len(events), encode_batch(events))
         with self._lock:
             entry = self._log(persistence_id)
@@ -135,6 +137,7 @@ class FileJournal:
             self._wake.set()
 
     def replay(self, persistence_id: str, *, after_seq: int = 0) -> Iterator[tuple[int, Any]]:
+        faults.point("journal.read", persistence_id)
         with self._lock:
             entry = self._log(persistence_id)
             # Bound the read to what is committed now: a concurrent append is not torn data.
@@ -212,6 +215,7 @@ class FileJournal:
             self._roll_over(entry, first_seq)
         if entry.tail is None:
             entry.tail = entry.segments[-1][1].open("ab")
+        faults.before_write("journal.write", entry.directory.name, entry.tail, record)
         entry.tail.write(record)
         entry.tail.flush()
         entry.tail_size += len(record)

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from actorq import faults
 from actorq.errors import SequenceConflict
 from actorq.persistence.url import parse_journal_url
 
@@ -65,6 +66,7 @@ class MemoryJournal:
         self._snapshots: dict[str, Snapshot] = {}
 
     def append(self, persistence_id: str, events: Sequence[Any], *, after_seq: int) -> None:
+        faults.point("journal.append", persistence_id)
         with self._lock:
             last = self._last.get(persistence_id, 0)
             if last != after_seq:
@@ -73,6 +75,7 @@ class MemoryJournal:
             self._last[persistence_id] = after_seq + len(events)
 
     def replay(self, persistence_id: str, *, after_seq: int = 0) -> Iterator[tuple[int, Any]]:
+        faults.point("journal.read", persistence_id)
         with self._lock:
             log = list(self._logs.get(persistence_id, ()))
         for first, batch in log:

@@ -5,7 +5,8 @@ on a file journal in ``$ACTORQ_STATE_DIR`` (default ``./actorq-state``)
 unless `--journal` says otherwise;
 `submit`, `status`, `dlq`, `queues` and `cron` are clients of a running system's
 HTTP API (`--url`, default http://127.0.0.1:8000 or $ACTORQ_URL; token from
---token or $ACTORQ_API_TOKEN). `demo` runs a self-contained demonstration.
+--token or $ACTORQ_API_TOKEN). `demo` runs a self-contained demonstration;
+`simulate` runs a fault-injection scenario in virtual time (docs/simulation.md).
 
 Exit codes, stable for scripts:
 
@@ -27,6 +28,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -146,6 +148,45 @@ def demo(jobs: int, journal: str | None) -> None:
     from actorq.demo import run_demo
 
     run_demo(jobs=jobs, journal=journal)
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("target", metavar="MODULE:SCENARIO")
+@click.option("--seed", default=0, show_default=True, type=int, help="The run's seed.")
+@click.option("--until", default="6h", show_default=True, help="Virtual time: 90s, 15m, 6h, 2d.")
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Report + charts."
+)
+@click.option("--journal", default="memory", type=click.Choice(["memory", "file"]))
+@click.option("--variant", help="Run this one of the scenario's variants.")
+@click.option("--compare", is_flag=True, help="Run every variant side by side.")
+def simulate(
+    target: str,
+    seed: int,
+    until: str,
+    out_dir: Path | None,
+    journal: str,
+    variant: str | None,
+    compare: bool,
+) -> None:
+    """Run a fault-injection scenario in virtual time; exit 1 if an invariant broke."""
+    from actorq.errors import SimulationError
+    from actorq.sim import command, parse_duration
+
+    try:
+        seconds = parse_duration(until)
+        variants = command.variants_of(target) if compare else (variant,)
+        reports = [
+            command.run_scenario(
+                target, seed=seed, until=seconds, journal=journal, variant=v, until_text=until
+            )
+            for v in variants
+        ]
+    except (SimulationError, ValueError) as exc:
+        raise _fail(EXIT_USAGE, str(exc)) from None
+    command.print_reports(reports, out, out_dir)
+    if not all(r.ok for r in reports):
+        raise click.exceptions.Exit(EXIT_FAILED)
 
 
 def _worker_options(fn: F) -> F:
