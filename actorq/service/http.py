@@ -25,7 +25,8 @@ Routes (all JSON; errors are RFC 9457 problem details, see http_problems):
     DELETE /schedules/{name}   forget a schedule (404 unknown)
     GET    /healthz            200 while the process serves (no auth; HEAD too)
     GET    /readyz             200 when running, journal reachable, supervisor healthy; else 503
-                               (no auth; HEAD too)
+                               (no auth; HEAD too); on a cluster node standing by: 200 when
+                               a leader answers through Redis
     GET    /metrics            Prometheus text format (no auth; 404 without a PrometheusObserver)
     GET    /openapi.json       the OpenAPI document, and /docs its Swagger UI
 
@@ -77,6 +78,7 @@ from actorq.service.http_server import Server, is_loopback
 from actorq.service.metrics import RATE_WINDOW, PrometheusObserver
 
 if TYPE_CHECKING:
+    from actorq.service.http_backend import Backend, NodeBackend
     from actorq.system import ActorSystem
 
 __all__ = ["Server", "create_app", "serve"]
@@ -111,11 +113,17 @@ _DESCRIBE = {
 
 
 def create_app(
-    system: ActorSystem, token: str | None = None, *, public_docs: bool = False
+    system: ActorSystem,
+    token: str | None = None,
+    *,
+    public_docs: bool = False,
+    node: NodeBackend | None = None,
 ) -> FastAPI:
     """Build the API over `system` (which may be started later); `token` enables bearer auth.
 
     With a token, /openapi.json and /docs need it as well unless `public_docs`.
+    On a cluster node, `node` serves the job, dead-letter and queue routes
+    (see http_backend); schedules and metrics stay the node's own.
     """
     from actorq import __version__
 
@@ -131,6 +139,7 @@ def create_app(
     install_problem_handlers(app)
     app.add_middleware(BodyLimit, limit=2 * system.max_payload_bytes + ENVELOPE_MARGIN)
     observer = system.observer if isinstance(system.observer, PrometheusObserver) else None
+    api: Backend = system if node is None else node
     guarded = APIRouter(dependencies=[Depends(_BearerAuth(token))] if token else [])
     unauthorized = (401,) if token else ()
 
@@ -146,7 +155,7 @@ def create_app(
     )
     def submit_job(request: SubmitRequest) -> Response:
         """Submit a job; answered once it is durable (201) or sequenced (202)."""
-        handle = system.submit(
+        handle = api.submit(
             request.task,
             *request.args,
             kwargs=request.kwargs,
@@ -157,27 +166,32 @@ def create_app(
             timeout=request.timeout,
             durability=request.durability,
         )
-        job = Job.of(system.job(handle.id))
+        job = Job.of(api.job(handle.id))
         status = 200 if handle.existing else 201 if request.durability == "durable" else 202
         return _json(job, status, {"Location": f"/jobs/{handle.id}"})
 
     @guarded.get("/jobs/{job_id}", response_model=Job, responses=_problems(*unauthorized, 404, 503))
     def get_job(job_id: JobId) -> Response:
-        return _json(Job.of(system.job(job_id)))
+        return _json(Job.of(api.job(job_id)))
 
     @guarded.delete(
         "/jobs/{job_id}", response_model=Cancelled, responses=_problems(*unauthorized, 404, 503)
     )
     def cancel_job(job_id: JobId) -> Response:
         """Cancel a waiting job, or ask a running one to stop."""
-        system.job(job_id)  # 404 for an id nobody knows
-        return _json(Cancelled(cancelled=system.cancel(job_id)))
+        api.job(job_id)  # 404 for an id nobody knows
+        return _json(Cancelled(cancelled=api.cancel(job_id)))
 
     @guarded.get("/queues", response_model=Queues, responses=_problems(*unauthorized, 503))
     def queues() -> Response:
-        stats = system.stats()
+        stats = api.stats()
         depths: dict[str, int] = stats["queues"]
-        rates = observer.rates.per_second(depths) if observer is not None else {}
+        # The observer counts what this process dispatched: on a standby, nothing.
+        rates = (
+            observer.rates.per_second(depths)
+            if observer is not None and (node is None or node.leading)
+            else {}
+        )
         return _json(
             Queues(
                 queues=[QueueInfo(name=q, depth=d, rate=rates.get(q)) for q, d in depths.items()],
@@ -191,7 +205,7 @@ def create_app(
 
     @guarded.get("/dlq", response_model=list[Job], responses=_problems(*unauthorized, 503))
     def dead_letters() -> Response:
-        jobs = [Job.of(info) for info in system.dead_letters()]
+        jobs = [Job.of(info) for info in api.dead_letters()]
         return Response(_JOBS.dump_json(jobs), media_type="application/json")
 
     @guarded.post(
@@ -199,27 +213,27 @@ def create_app(
     )
     def retry_dead(job_id: JobId) -> Response:
         """Run a dead job again under its id, attempts reset."""
-        handle = system.retry_dead(job_id)
-        return _json(Job.of(system.job(handle.id)))
+        handle = api.retry_dead(job_id)
+        return _json(Job.of(api.job(handle.id)))
 
     @guarded.delete(
         "/dlq/{job_id}", response_model=Purged, responses=_problems(*unauthorized, 404, 503)
     )
     def purge_one(job_id: JobId) -> Response:
-        purged = system.purge_dead(job_id)
+        purged = api.purge_dead(job_id)
         if not purged:
             raise JobNotFound(job_id)
         return _json(Purged(purged=purged))
 
     @guarded.delete("/dlq", response_model=Purged, responses=_problems(*unauthorized, 503))
     def purge_all() -> Response:
-        return _json(Purged(purged=system.purge_dead()))
+        return _json(Purged(purged=api.purge_dead()))
 
     add_schedule_routes(guarded, system, _problems, unauthorized)
 
     def readyz() -> Response:
         """Ready: running, the journal answers, and no supervisor gave up. No token needed."""
-        return _readiness(system)
+        return _readiness(system, node)
 
     async def healthz() -> Health:
         """Alive: answers while the process serves. No token needed."""
@@ -296,7 +310,9 @@ class _BearerAuth:
             )
 
 
-def _readiness(system: ActorSystem) -> Response:
+def _readiness(system: ActorSystem, node: NodeBackend | None = None) -> Response:
+    if node is not None and not node.leading:
+        return _standby_readiness(system, node)
     running = system.running
     healthy = system.failure is None
     journal_ok, detail = _journal_reachable(system)
@@ -307,6 +323,17 @@ def _readiness(system: ActorSystem) -> Response:
     ready = running and journal_ok and healthy
     body = Readiness(
         ready=ready, running=running, journal=journal_ok, supervisor=healthy, detail=detail
+    )
+    return _json(body, 200 if ready else 503)
+
+
+def _standby_readiness(system: ActorSystem, node: NodeBackend) -> Response:
+    """A standby is ready when a leader answers through Redis: it can serve every job route."""
+    answered, detail = node.standby_readiness()
+    healthy = system.failure is None
+    ready = answered and healthy
+    body = Readiness(
+        ready=ready, running=answered, journal=answered, supervisor=healthy, detail=detail
     )
     return _json(body, 200 if ready else 503)
 
@@ -340,6 +367,7 @@ def serve(
     access_log: bool = False,
     public_docs: bool = False,
     startup_timeout: float = 10.0,
+    node: NodeBackend | None = None,
 ) -> Server:
     """Serve `create_app(system, token)` on a uvicorn thread; returns once it listens.
 
@@ -353,5 +381,5 @@ def serve(
             "submit and cancel jobs (set --token / ACTORQ_API_TOKEN)",
             host,
         )
-    app = create_app(system, token, public_docs=public_docs)
+    app = create_app(system, token, public_docs=public_docs, node=node)
     return Server.start(app, host, port, access_log=access_log, startup_timeout=startup_timeout)

@@ -7,6 +7,10 @@ the node is told to stop, or when its lease is lost or in doubt; then it stops
 the system at once (a leader in doubt must not wait for anything) and stands
 by again. The fencing token in every journal write guarantees that a node
 which has not yet noticed the end of its term cannot write.
+
+With --http, every node serves the HTTP API for its whole life: from its own
+system while it leads, through Redis to the leader while it stands by (see
+`actorq.service.http_backend`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from actorq.transport.redis_gateway import Gateway, PublishingBoard
 from actorq.transport.redis_hub import NodeHub
 
 if TYPE_CHECKING:
+    from actorq.service.http_backend import NodeBackend
     from actorq.service.http_server import Server
 
 logger = logging.getLogger(__name__)
@@ -51,6 +56,8 @@ def run_node(system: ActorSystem, options: WorkerOptions, url: str) -> int:
     client = redis.Redis.from_url(target.redis_url, socket_connect_timeout=2.0, socket_timeout=5.0)
     signals = StopSignals()
     agent: NodeAgent | None = None
+    node: NodeBackend | None = None
+    server: Server | None = None
     try:
         warn_without_persistence(client)
         try:
@@ -67,6 +74,10 @@ def run_node(system: ActorSystem, options: WorkerOptions, url: str) -> int:
         except (redis.RedisError, OSError) as exc:
             logger.error("Redis cannot be reached: %s", exc)
             return EXIT_UNAVAILABLE
+        if options.http is not None:
+            node, server = _serve_http(system, options, url)
+            if server is None:
+                return EXIT_UNAVAILABLE
         while not signals.requested.is_set():
             try:
                 journal = RedisJournal.from_url(url, standby=signals.requested)
@@ -83,15 +94,46 @@ def run_node(system: ActorSystem, options: WorkerOptions, url: str) -> int:
             except JournalError as exc:
                 logger.error("the journal cannot be opened: %s", exc)
                 return EXIT_UNAVAILABLE
-            code = _lead(system, options, signals, client, target.namespace, journal)
+            code = _lead(system, options, signals, client, target.namespace, journal, node)
             if code is not None:
                 return code
         return EXIT_OK
     finally:
+        if server is not None:
+            server.stop()
+        if node is not None:
+            node.close()
         if agent is not None:
             agent.stop()
         signals.restore()
         client.close()
+
+
+def _serve_http(
+    system: ActorSystem, options: WorkerOptions, url: str
+) -> tuple[NodeBackend, Server | None]:
+    """Serve the HTTP API for the node's life, standing by or leading; None if it cannot bind."""
+    from actorq.service.http import serve
+    from actorq.service.http_backend import NodeBackend
+
+    assert options.http is not None
+    node = NodeBackend(system, url)
+    host, port = options.http
+    try:
+        server = serve(
+            system,
+            host,
+            port,
+            options.token,
+            access_log=options.access_log,
+            public_docs=options.public_docs,
+            node=node,
+        )
+    except (OSError, TimeoutError) as exc:
+        logger.error("%s", exc)
+        return node, None
+    logger.info("HTTP API on %s, from whichever node leads", server.url)
+    return node, server
 
 
 def _lead(
@@ -101,6 +143,7 @@ def _lead(
     client: redis.Redis,
     namespace: str,
     journal: RedisJournal,
+    node: NodeBackend | None,
 ) -> int | None:
     """One term as leader; None when the node should stand by again."""
     logger.info("leading namespace %r as %s", namespace, journal.token)
@@ -124,28 +167,14 @@ def _lead(
         board.close()
         return None if journal.lost.is_set() else EXIT_UNAVAILABLE
     gateway = Gateway(system, client, namespace, journal.token, journal.lease_valid).start()
-    server: Server | None = None
-    if options.http is not None:
-        from actorq.service.http import serve
-
-        host, port = options.http
-        try:
-            server = serve(
-                system,
-                host,
-                port,
-                options.token,
-                access_log=options.access_log,
-                public_docs=options.public_docs,
-            )
-        except (OSError, TimeoutError) as exc:
-            logger.error("%s", exc)
+    if node is not None:
+        node.lead()
     logger.info(
         "actorq worker running: leader of %r, %d workers, queues %s%s",
         namespace,
         system.worker_count,
         ",".join(system.queues),
-        f", HTTP API on {server.url}" if server is not None else "",
+        ", serving the HTTP API from this node" if node is not None else "",
     )
     result: int | None = EXIT_OK
     while not signals.requested.wait(_WATCH):
@@ -157,10 +186,10 @@ def _lead(
             logger.error("the actor system failed: %s", system.failure)
             result = EXIT_UNAVAILABLE
             break
+    if node is not None:
+        node.stand_by()  # before the system stops: requests go to the next leader
     gateway.stop()
     hub.stop()
-    if server is not None:
-        server.stop()
     if result is None:
         journal.lost.set()  # write nothing more, even if the lease key is free again
         system.stop(timeout=0)
