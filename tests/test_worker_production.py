@@ -156,11 +156,11 @@ def test_a_second_worker_on_redis_stands_by_and_takes_over_after_sigkill(
     second = launch(tmp_path, "--journal", journal, wait=False)
     workers.append(second)
     wait_until(lambda: "standing by" in second.text(), timeout=30)
-    assert "running" not in second.text()
+    assert "actorq worker running" not in second.text()
 
     first.process.kill()
     first.process.wait()
-    wait_until(lambda: "running" in second.text(), timeout=30)
+    wait_until(lambda: "actorq worker running" in second.text(), timeout=30)
     assert status_of(second, job_id) == "scheduled"
     assert second.stop() == 0
 
