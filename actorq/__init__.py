@@ -15,6 +15,7 @@ from actorq.errors import (
     ActorqError,
     Backpressure,
     Escalated,
+    IdempotencyConflict,
     InvalidSubmission,
     JobCancelled,
     JobError,
@@ -56,6 +57,7 @@ __all__ = [
     # time
     "Clock",
     "Escalated",
+    "IdempotencyConflict",
     "InvalidSubmission",
     "JobCancelled",
     "JobContext",

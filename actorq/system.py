@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import os
 import random
 import secrets
@@ -53,6 +52,13 @@ from actorq.errors import (
 from actorq.job import JobHandle, JobInfo, JobStatus
 from actorq.observe import SystemObserver
 from actorq.persistence.journal import Journal, open_journal
+from actorq.submission import (
+    Signatures,
+    check_arguments,
+    check_delay,
+    check_idempotency_key,
+    check_timeout,
+)
 from actorq.supervision.address import Address
 from actorq.supervision.backoff import Backoff
 from actorq.supervision.policy import RestartPolicy
@@ -73,6 +79,14 @@ DURABILITIES = ("durable", "accepted")
 # crash loop (10 within a minute) means something is broken for good.
 TREE_POLICY = RestartPolicy(
     max_restarts=10, within=60.0, backoff=Backoff.exponential(0.01, cap=2.0, jitter="full")
+)
+
+# A job's default: 3 retries (4 attempts), each after a delay drawn uniformly
+# from 0 up to 0.2 s x 2^n, capped at 30 s ("full jitter": of the schedules in
+# AWS's study of backoff it spreads retries of jobs that failed together the
+# most, so they do not hit a recovering dependency in waves).
+JOB_POLICY = RestartPolicy(
+    max_restarts=3, backoff=Backoff.exponential(0.2, cap=30.0, jitter="full")
 )
 
 
@@ -111,11 +125,12 @@ class ActorSystem:
         self.retention = retention
         self.max_pending = max_pending
         self.max_payload_bytes = max_payload_bytes
-        self.default_policy = policy or RestartPolicy()
+        self.default_policy = policy or JOB_POLICY
         self.tree_policy = tree_policy
         self.call_timeout = call_timeout
         self.observer = observer
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self._signatures = Signatures()
         self.board = ResultBoard()
         self.rng = random.Random(seed)
         self._port = DispatcherPort(self.board)
@@ -428,16 +443,15 @@ class ActorSystem:
         queue = queue or options.queue or self.queues[0]
         timeout = options.timeout if timeout is None else timeout
         self._check_options(priority, delay, queue, timeout)
-        if idempotency_key is not None and (
-            not isinstance(idempotency_key, str) or not idempotency_key
-        ):
-            raise InvalidSubmission("idempotency_key must be a non-empty string")
+        check_idempotency_key(idempotency_key)
         if policy is not None and not isinstance(policy, RestartPolicy):
             raise InvalidSubmission("policy must be a RestartPolicy")
+        payload = self._encode(args, kwargs)
+        self._signatures.check(name, task.fn, args, kwargs)
         spec = JobSpec(
             id=self._ids.next(),
             task=name,
-            payload=self._encode(args, kwargs),
+            payload=payload,
             queue=queue,
             priority=priority,
             timeout=timeout,
@@ -457,16 +471,8 @@ class ActorSystem:
                 f"priority must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX},"
                 f" not {priority!r}"
             )
-        if delay is not None and (
-            not isinstance(delay, int | float) or delay < 0 or math.isnan(delay)
-        ):
-            raise InvalidSubmission(
-                f"delay must be a non-negative number of seconds, not {delay!r}"
-            )
-        if timeout is not None and (not isinstance(timeout, int | float) or not timeout > 0):
-            raise InvalidSubmission(
-                f"timeout must be a positive number of seconds, not {timeout!r}"
-            )
+        check_delay(delay)
+        check_timeout(timeout)
         if queue is not None and queue not in self.queues:
             raise UnknownQueue(queue, self.queues)
 
@@ -478,6 +484,7 @@ class ActorSystem:
             raise _explain_encoding_failure(args, kwargs) from None
         if len(payload) > self.max_payload_bytes:
             raise PayloadTooLarge(len(payload), self.max_payload_bytes)
+        check_arguments(len(payload), args, kwargs)
         return payload
 
     # -- asking -------------------------------------------------------------------

@@ -37,7 +37,7 @@ from actorq.core.events import (
 )
 from actorq.core.job import JobSpec, JobStatus
 from actorq.core.state import DispatcherState, JobRecord
-from actorq.errors import Backpressure
+from actorq.errors import Backpressure, IdempotencyConflict
 from actorq.supervision.policy import RestartPolicy, exception_lineage
 
 S = JobStatus
@@ -135,6 +135,7 @@ class DispatchCore:
         """Accept jobs, all or none: [(job id, existing?)]; raises Refused."""
         state = self.state
         idempotency = state.idempotency
+        self._check_keys(items)
         fresh = sum(1 for spec, _ in items if spec.idempotency_key not in idempotency)
         if state.active + fresh > self.config.max_pending:
             raise Refused(Backpressure(state.active, self.config.max_pending))
@@ -154,6 +155,21 @@ class DispatchCore:
             self._out.now.append(fx.Arm(timers))
         self.assign(now)
         return answer
+
+    def _check_keys(self, items: list[tuple[JobSpec, float | None]]) -> None:
+        """A key may name only one call: the same task with the same arguments."""
+        idempotency = self.state.idempotency
+        batch: dict[str, JobSpec] = {}
+        for spec, _ in items:
+            key = spec.idempotency_key
+            if key is None:
+                continue
+            known = idempotency.get(key)
+            first = self.state.jobs[known].spec if known is not None else batch.get(key)
+            if first is None:
+                batch[key] = spec
+            elif first.task != spec.task or first.payload != spec.payload:
+                raise Refused(IdempotencyConflict(key, first.id))
 
     def handle(self, message: Any, now: float) -> None:
         handler = _HANDLERS.get(type(message))
