@@ -14,6 +14,7 @@ it; then one message to the Dispatcher, answered once the job is durable.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -27,7 +28,7 @@ from typing import Any, Literal, ParamSpec, TypeVar, overload
 import msgpack
 import pykka
 
-from actorq.actors.board import ResultBoard
+from actorq.actors.board import Outcome, ResultBoard
 from actorq.actors.deadletter import DeadLetter
 from actorq.actors.dispatcher import Dispatcher, DispatcherPort
 from actorq.actors.scheduler import Scheduler
@@ -42,6 +43,7 @@ from actorq.errors import (
     JobCancelled,
     JobFailed,
     JobNotFound,
+    JournalCorrupted,
     JournalUnavailable,
     NotSerializable,
     PayloadTooLarge,
@@ -62,7 +64,13 @@ from actorq.submission import (
 from actorq.supervision.address import Address
 from actorq.supervision.backoff import Backoff
 from actorq.supervision.policy import RestartPolicy
-from actorq.supervision.supervisor import ChildSpec, RestartChild, StartChild, Supervisor
+from actorq.supervision.supervisor import (
+    ChildSpec,
+    RestartChild,
+    StartChild,
+    Supervisor,
+    WhichChildren,
+)
 from actorq.tasks import DELIVERIES, Delivery, Task, TaskOptions
 
 logger = logging.getLogger(__name__)
@@ -72,14 +80,26 @@ R = TypeVar("R")
 
 PRIORITY_MIN, PRIORITY_MAX = -100, 100
 
+# How long start() waits for the actors to recover, to raise what they found
+# (a corrupt journal); a longer recovery goes on after start() returns.
+START_WAIT = 10.0
+# How often a caller blocked on a result looks whether the system stopped.
+_STOP_POLL = 0.25
+
 Durability = Literal["durable", "accepted"]
 DURABILITIES = ("durable", "accepted")
 
 # The tree's own policy: a crashing actor is restarted quickly a few times; a
 # crash loop (10 within a minute) means something is broken for good.
+# A corrupt journal is damage no restart repairs: the tree gives up at once
+# instead of replaying it in a loop.
 TREE_POLICY = RestartPolicy(
-    max_restarts=10, within=60.0, backoff=Backoff.exponential(0.01, cap=2.0, jitter="full")
+    max_restarts=10,
+    within=60.0,
+    backoff=Backoff.exponential(0.01, cap=2.0, jitter="full"),
+    give_up_on=(JournalCorrupted,),
 )
+PERSISTENCE_IDS = (DeadLetter.persistence_id, Dispatcher.persistence_id)
 
 # A job's default: 3 retries (4 attempts), each after a delay drawn uniformly
 # from 0 up to 0.2 s x 2^n, capped at 30 s ("full jitter": of the schedules in
@@ -138,6 +158,7 @@ class ActorSystem:
         self.failure: Escalated | None = None
         self._root: pykka.ActorRef[Any] | None = None
         self._accepting = False
+        self._down = threading.Event()  # set once stop() has finished
         self._ids = _JobIds()
         self._lock = threading.Lock()
         self.deadletter = Address("deadletter")
@@ -231,21 +252,53 @@ class ActorSystem:
     # -- lifecycle --------------------------------------------------------------
 
     def start(self) -> ActorSystem:
+        """Recover from the journal and start the actors.
+
+        Raises `JournalCorrupted` for damage found in the journal (a crash's
+        torn tail is repaired, not reported), and `SystemNotRunning` if the
+        actors could not start.
+        """
         with self._lock:
             if self._root is not None:
                 raise RuntimeError("this actor system is running already")
-            self.journal = open_journal(self.journal_spec)
+            journal = self.journal = open_journal(self.journal_spec)
+            try:
+                # Where each log ends: for the file journal a scan of every
+                # record's checksum, which recovery then reuses. Damage found
+                # here is one error for the caller, not a crash of the tree.
+                for persistence_id in PERSISTENCE_IDS:
+                    journal.last_seq(persistence_id)
+            except BaseException:
+                self.journal = None
+                journal.close()
+                raise
             self.failure = None
+            self._down.clear()
             self._port.reopen()
-            self._root = Supervisor.start(
-                self._children(self.journal),
+            root = self._root = Supervisor.start(
+                self._children(journal),
                 self.tree_policy,
                 name="root",
                 clock=self.clock,
                 on_give_up=self._on_give_up,
                 observer=self.observer,
             )
-            self._accepting = True
+            # The root starts its children one by one, synchronously, before it
+            # reads its mailbox: once a first question is answered, a child
+            # that failed to recover has told the root so, and a second
+            # question is answered after the root has decided about it.
+            # A long replay is not waited for past START_WAIT: calls wait for it.
+            with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
+                for _ in range(2):
+                    root.ask(WhichChildren(), timeout=START_WAIT)
+            self._accepting = self.failure is None
+        if self.failure is not None:
+            failure = self.failure
+            self.stop(timeout=0)
+            cause = failure.cause
+            if isinstance(cause, JournalCorrupted):
+                raise cause
+            raise SystemNotRunning(f"the actor system failed to start: {failure}") from cause
         return self
 
     def _children(self, journal: Journal) -> list[ChildSpec]:
@@ -336,6 +389,7 @@ class ActorSystem:
         if self._own_clock:
             self.clock.close()
             self.clock = SystemClock()
+        self._down.set()
 
     def __enter__(self) -> ActorSystem:
         return self.start()
@@ -528,7 +582,7 @@ class ActorSystem:
         if outcome is None:
             if not self._read(lambda core: job_id in core.state.jobs):
                 self.job(job_id)  # a dead letter, or JobNotFound for an id nobody knows
-            outcome = self.board.wait(job_id, timeout)
+            outcome = self._wait_outcome(job_id, timeout)
         if outcome is None:
             raise TimeoutError(f"job {job_id} did not finish within {timeout}s")
         status, value, error = outcome
@@ -537,6 +591,21 @@ class ActorSystem:
         if status is JobStatus.CANCELLED:
             raise JobCancelled(job_id)
         raise JobFailed(job_id, error or "failed")
+
+    def _wait_outcome(self, job_id: str, timeout: float | None) -> Outcome | None:
+        """Wait for the outcome; a system that stops meanwhile raises SystemNotRunning."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            wait = _STOP_POLL if remaining is None else min(remaining, _STOP_POLL)
+            outcome = self.board.wait(job_id, wait)
+            if outcome is not None:
+                return outcome
+            if self._down.is_set():
+                reason = f"failed: {self.failure}" if self.failure else "stopped"
+                raise SystemNotRunning(f"the actor system {reason} before job {job_id} ended")
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a scheduled, queued or retrying job; ask a running one to stop.

@@ -90,4 +90,4 @@ def test_a_journal_written_by_the_first_event_format_still_recovers(
         assert [d.task for d in dead] == ["boom"]
         # The idempotency key of the old journal still answers with its job.
         first = next(i for i, w in expected.items() if w["idempotency_key"] == "k1")
-        assert system.submit("add", 9, 9, idempotency_key="k1").id == first
+        assert system.submit("add", 1, 2, idempotency_key="k1").id == first

@@ -49,7 +49,7 @@ def test_state_survives_a_clean_restart(kind: str, tmp_path: Path, redis_url: st
     system = build(journal)
     with system:
         assert system.job(done.id).result == {"a": [1, 2]}
-        assert system.submit("echo", "again", idempotency_key="k1").id == done.id
+        assert system.submit("echo", {"a": [1, 2]}, idempotency_key="k1").id == done.id
         assert [d.id for d in system.dead_letters()] == [dead.id]
         assert system.job(dead.id).status is JobStatus.DEAD
         assert system.job(later.id).status is JobStatus.SCHEDULED

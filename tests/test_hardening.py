@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +15,12 @@ from actorq import (
     InvalidSubmission,
     JobFailed,
     JobStatus,
+    JournalCorrupted,
     NotSerializable,
+    SystemNotRunning,
 )
+from actorq.persistence.file import FileJournal
+from actorq.persistence.journal import Snapshot
 from actorq.submission import MAX_DELAY, MAX_DEPTH, MAX_TIMEOUT
 
 MakeSystem = Callable[..., ActorSystem]
@@ -85,8 +90,8 @@ def test_unbounded_or_non_finite_delays_and_timeouts_are_refused(
         return None
 
     with system:
+        options: dict[str, Any] = {option: value}
         with pytest.raises(InvalidSubmission, match=option):
-            options: dict[str, Any] = {option: value}
             system.submit(noop.name, **options)
         assert system.stats()["active"] == 0
         # the clock still fires: a delayed job becomes due and runs
@@ -202,3 +207,97 @@ def test_arguments_nested_too_deep_are_refused(make_system: MakeSystem) -> None:
         for _ in range(MAX_DEPTH - 1):
             fits = [fits]
         assert echo.submit(fits).result(timeout=10) == fits
+
+
+def test_result_without_timeout_raises_once_the_system_stops(make_system: MakeSystem) -> None:
+    release = threading.Event()
+    system = make_system()
+
+    @system.task
+    def slow() -> None:
+        release.wait(30)
+
+    system.start()
+    handle = slow.submit()
+    caught: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            handle.result()
+        except BaseException as exc:
+            caught.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    system.stop(timeout=0.05)
+    waiter.join(10)
+    release.set()
+    assert not waiter.is_alive()
+    assert len(caught) == 1 and isinstance(caught[0], SystemNotRunning)
+
+
+def test_a_restarted_system_takes_submissions_at_once_and_join_sees_scheduled_jobs(
+    make_system: MakeSystem, tmp_path: Path
+) -> None:
+    system = make_system(journal=str(tmp_path / "journal"))
+
+    @system.task
+    def noop() -> None:
+        return None
+
+    for _ in range(3):
+        system.start()
+        assert noop.submit().result(timeout=10) is None
+        system.stop(timeout=5)
+    system.start()
+    scheduled = system.submit(noop.name, delay=3600)
+    system.stop(timeout=5)
+    system.start()
+    assert system.job(scheduled.id).status is JobStatus.SCHEDULED
+    assert not system.join(timeout=0.05)
+    assert system.cancel(scheduled.id)
+    assert system.join(timeout=10)
+
+
+def _journal_with_jobs(root: Path, count: int = 5) -> None:
+    system = ActorSystem(workers=1, journal=str(root))
+    system.task("noop")(lambda: None)
+    with system:
+        for _ in range(count):
+            system.submit("noop").result(timeout=10)
+
+
+def test_start_raises_on_a_corrupt_journal_once_without_a_restart_loop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "journal"
+    _journal_with_jobs(root)
+    (segment,) = (root / "dispatcher").glob("*.seg")
+    data = bytearray(segment.read_bytes())
+    data[40] ^= 0xFF  # inside the first record: damage no crash can cause
+    segment.write_bytes(bytes(data))
+    system = ActorSystem(workers=1, journal=str(root))
+    system.task("noop")(lambda: None)
+    with pytest.raises(JournalCorrupted) as caught:
+        system.start()
+    assert str(segment) in str(caught.value)
+    assert not system.running
+    assert not any("restarting dispatcher" in r.getMessage() for r in caplog.records)
+    with pytest.raises(SystemNotRunning):
+        system.submit("noop")
+
+
+def test_a_snapshot_body_of_the_wrong_shape_is_named_corrupt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "journal"
+    _journal_with_jobs(root)
+    journal = FileJournal(root)
+    seq = journal.last_seq("dispatcher")
+    journal.save_snapshot("dispatcher", Snapshot(seq, {"not": "a dispatcher state"}))
+    journal.close()
+    system = ActorSystem(workers=1, journal=str(root))
+    with pytest.raises(JournalCorrupted, match="snapshot of dispatcher"):
+        system.start()
+    assert not system.running
+    assert not any("restarting dispatcher" in r.getMessage() for r in caplog.records)

@@ -313,7 +313,8 @@ def test_readyz_is_503_when_the_journal_does_not_answer() -> None:
 def test_a_stopped_system_answers_503(served: Served, client: httpx.Client) -> None:
     """Submitting to a stopped system is a 503 problem, not a 500."""
     served.system.stop(timeout=5)
-    assert_problem(client.post("/jobs", json={"task": "add", "args": [1, 2]}), 503, "system-not-running")
+    response = client.post("/jobs", json={"task": "add", "args": [1, 2]})
+    assert_problem(response, 503, "system-not-running")
     assert_problem(client.get("/queues"), 503, "system-not-running")
 
 
