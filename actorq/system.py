@@ -53,7 +53,7 @@ from actorq.errors import (
 )
 from actorq.job import JobHandle, JobInfo, JobStatus
 from actorq.observe import SystemObserver
-from actorq.persistence.journal import Journal, open_journal
+from actorq.persistence.journal import Journal, MemoryJournal, open_journal
 from actorq.submission import (
     Signatures,
     check_arguments,
@@ -83,6 +83,8 @@ PRIORITY_MIN, PRIORITY_MAX = -100, 100
 # How long start() waits for the actors to recover, to raise what they found
 # (a corrupt journal); a longer recovery goes on after start() returns.
 START_WAIT = 10.0
+# How often stop() looks whether jobs are left to run on the memory journal.
+_RUN_DOWN_POLL = 0.02
 # How often a caller blocked on a result looks whether the system stopped.
 _STOP_POLL = 0.25
 
@@ -365,24 +367,59 @@ class ActorSystem:
         self._accepting = False
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop accepting, let running jobs finish for up to `timeout` seconds, then stop."""
+        """Stop accepting new jobs and stop, within about `timeout` seconds.
+
+        On the memory journal the jobs already queued (and those whose delay
+        or backoff is over) still run until `timeout`, as
+        `ThreadPoolExecutor.shutdown(wait=True)` runs what it was given; what
+        is left then is dropped, with a warning that counts it. On a durable
+        journal running jobs may finish until `timeout`, and what is queued
+        or scheduled stays in the journal for the next start (logged).
+        """
         with self._lock:
             root, self._root = self._root, None
             self._accepting = False
         if root is None:
             return
+        deadline = time.monotonic() + timeout
+        volatile = isinstance(self.journal, MemoryJournal)
+        if volatile and root.is_alive() and self.failure is None:
+            self._run_down(deadline)
+        try:
+            dispatcher: Dispatcher | None = self._port.get(0.1)
+        except (SystemNotRunning, JournalUnavailable):
+            dispatcher = None
         self._port.close()
+        left: dict[str, int] = {}
         if root.is_alive():
+            remaining = max(0.0, deadline - time.monotonic())
             try:
-                self._call(m.Drain, self.dispatcher, timeout, internal=True)
+                self._call(m.Drain, self.dispatcher, remaining, internal=True)
             except (pykka.Timeout, pykka.ActorDeadError, SystemNotRunning):
                 logger.warning("jobs still running after %.1fs; stopping anyway", timeout)
+            if dispatcher is not None:
+                left = _unfinished(dispatcher)
             try:
                 root.stop(timeout=timeout + 10)
             except pykka.ActorDeadError:
                 pass
             except pykka.Timeout:
                 logger.error("the supervision tree did not stop in time")
+        if left:
+            counts = ", ".join(f"{n} {status}" for status, n in left.items())
+            if volatile:
+                logger.warning(
+                    "stopping dropped %d unfinished jobs (%s): the memory journal keeps"
+                    " nothing for the next start",
+                    sum(left.values()),
+                    counts,
+                )
+            else:
+                logger.info(
+                    "stopping: %d unfinished jobs (%s) stay in the journal for the next start",
+                    sum(left.values()),
+                    counts,
+                )
         if self.journal is not None:
             self.journal.close()
             self.journal = None
@@ -390,6 +427,17 @@ class ActorSystem:
             self.clock.close()
             self.clock = SystemClock()
         self._down.set()
+
+    def _run_down(self, deadline: float) -> None:
+        """Wait until no job can run now (none queued, running, or due), or the deadline."""
+        while time.monotonic() < deadline:
+            try:
+                dispatcher = self._port.get(0.1)
+                if not dispatcher.read(lambda core: _runnable(core, self.clock.now())):
+                    return
+            except (SystemNotRunning, JournalUnavailable):
+                return
+            self.board.idle.wait(min(_RUN_DOWN_POLL, max(0.0, deadline - time.monotonic())))
 
     def __enter__(self) -> ActorSystem:
         return self.start()
@@ -692,6 +740,24 @@ def _worker_factory(
     clock: Clock,
 ) -> Callable[[], Worker]:
     return lambda: Worker(name, dispatcher=dispatcher, lookup=lookup, board=board, clock=clock)
+
+
+def _unfinished(dispatcher: Dispatcher) -> dict[str, int]:
+    """Jobs not yet finished, per status (empty if the Dispatcher cannot be asked)."""
+    try:
+        stats = dispatcher.read(lambda core: core.stats())
+    except (SystemNotRunning, JournalUnavailable):
+        return {}
+    active = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SCHEDULED, JobStatus.RETRYING)
+    statuses: dict[str, int] = stats["statuses"]
+    return {s.value: statuses[s.value] for s in active if statuses[s.value]}
+
+
+def _runnable(core: DispatchCore, now: float) -> int:
+    """How many jobs can run now: queued, running, or waiting with their time come."""
+    counts = core.state.counts
+    due = sum(1 for job in core.state.waiting() if (job.run_at or 0.0) <= now)
+    return counts[JobStatus.QUEUED] + counts[JobStatus.RUNNING] + due
 
 
 def _info_of(core: DispatchCore, job_id: str) -> JobInfo | None:

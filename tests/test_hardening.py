@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from actorq import (
 from actorq.persistence.file import FileJournal
 from actorq.persistence.journal import Snapshot
 from actorq.submission import MAX_DELAY, MAX_DEPTH, MAX_TIMEOUT
+from tests.helpers import wait_until
 
 MakeSystem = Callable[..., ActorSystem]
 
@@ -301,3 +303,50 @@ def test_a_snapshot_body_of_the_wrong_shape_is_named_corrupt(
         system.start()
     assert not system.running
     assert not any("restarting dispatcher" in r.getMessage() for r in caplog.records)
+
+
+def test_leaving_the_block_runs_what_was_queued_on_the_memory_journal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ran: list[int] = []
+    system = ActorSystem(workers=2, journal="memory")
+    system.task("record")(ran.append)
+    with caplog.at_level(logging.INFO, logger="actorq.system"), system:
+        for i in range(500):
+            system.submit("record", i, durability="accepted")
+        system.submit("record", -1, delay=3600)
+    assert sorted(ran) == list(range(500))
+    dropped = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(dropped) == 1 and dropped[0].levelno == logging.WARNING
+    assert "1 unfinished jobs (1 scheduled)" in dropped[0].getMessage()
+
+
+def test_stop_on_a_durable_journal_keeps_queued_jobs_and_says_how_many(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    release = threading.Event()
+    ran: list[int] = []
+    root = str(tmp_path / "journal")
+
+    def make() -> ActorSystem:
+        system = ActorSystem(workers=1, journal=root)
+        system.task("block")(lambda: release.wait(30))
+        system.task("record")(ran.append)
+        return system
+
+    system = make()
+    system.start()
+    blocker = system.submit("block")
+    wait_until(lambda: system.job(blocker.id).status is JobStatus.RUNNING)
+    queued = [system.submit("record", i) for i in range(3)]
+    with caplog.at_level(logging.INFO, logger="actorq.system"):
+        system.stop(timeout=0.05)
+    release.set()
+    kept = [r for r in caplog.records if "stay in the journal" in r.getMessage()]
+    assert len(kept) == 1
+    assert "3 queued" in kept[0].getMessage() and "1 running" in kept[0].getMessage()
+    assert ran == []
+    again = make()
+    with again:
+        assert [again.result(h.id, timeout=10) for h in queued] == [None] * 3
+    assert sorted(ran) == [0, 1, 2]
