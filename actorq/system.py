@@ -688,13 +688,9 @@ class ActorSystem:
 
     def retry_dead(self, job_id: str) -> JobHandle:
         """Run a dead job again under the same id, its attempts reset."""
-        entry: JobInfo | None = self._call(lambda r: m.GetDead(job_id, r), self.deadletter)
-        if entry is None:
+        revived: str | None = self._call(lambda r: m.ReviveDead(job_id, r), self.deadletter)
+        if revived is None:
             raise JobNotFound(job_id)
-        self.board.forget([job_id])
-        self._call(lambda r: m.Revive(entry.spec, r), self.dispatcher)
-        died_at = entry.finished_at
-        self._call(lambda r: m.TakeDead(job_id, died_at, r), self.deadletter)
         return JobHandle(self, job_id)
 
     def purge_dead(self, job_id: str | None = None) -> int:

@@ -15,11 +15,14 @@ from actorq import (
     IdempotencyConflict,
     InvalidSubmission,
     JobFailed,
+    JobNotFound,
     JobStatus,
     JournalCorrupted,
     NotSerializable,
+    RestartPolicy,
     SystemNotRunning,
 )
+from actorq.actors.deadletter import Buried, Reviving
 from actorq.persistence.file import FileJournal
 from actorq.persistence.journal import Snapshot
 from actorq.submission import MAX_DELAY, MAX_DEPTH, MAX_TIMEOUT
@@ -350,3 +353,65 @@ def test_stop_on_a_durable_journal_keeps_queued_jobs_and_says_how_many(
     with again:
         assert [again.result(h.id, timeout=10) for h in queued] == [None] * 3
     assert sorted(ran) == [0, 1, 2]
+
+
+def _flaky_system(root: str, runs: list[int], fail: threading.Event) -> ActorSystem:
+    system = ActorSystem(workers=1, journal=root)
+
+    @system.task("flaky", policy=RestartPolicy(max_restarts=0))
+    def flaky(n: int) -> int:
+        runs.append(n)
+        if fail.is_set():
+            raise ValueError("down")
+        return n
+
+    return system
+
+
+def test_a_revival_decided_before_a_crash_is_carried_out_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    root = str(tmp_path / "journal")
+    runs: list[int] = []
+    fail = threading.Event()
+    fail.set()
+    with _flaky_system(root, runs, fail) as system:
+        dead = system.submit("flaky", 7)
+        with pytest.raises(JobFailed):
+            dead.result(timeout=10)
+        wait_until(lambda: len(system.dead_letters()) == 1)
+    # The process died right after the dead letters decided to revive the job.
+    journal = FileJournal(root)
+    journal.append("deadletter", [Reviving(dead.id)], after_seq=journal.last_seq("deadletter"))
+    journal.close()
+    fail.clear()
+    with _flaky_system(root, runs, fail) as system:
+        assert system.result(dead.id, timeout=10) == 7
+        wait_until(lambda: not system.dead_letters())
+    assert runs == [7, 7]
+
+
+def test_a_stale_revival_never_runs_a_job_that_ran_since(tmp_path: Path) -> None:
+    root = str(tmp_path / "journal")
+    runs: list[int] = []
+    fail = threading.Event()
+    fail.set()
+    with _flaky_system(root, runs, fail) as system:
+        dead = system.submit("flaky", 7)
+        with pytest.raises(JobFailed):
+            dead.result(timeout=10)
+        (letter,) = wait_until(system.dead_letters)
+        fail.clear()
+        assert system.retry_dead(dead.id).result(timeout=10) == 7
+        wait_until(lambda: not system.dead_letters())
+    # As if a crash had kept the letter and the decision after the job came back.
+    journal = FileJournal(root)
+    seq = journal.last_seq("deadletter")
+    journal.append("deadletter", [Buried(letter), Reviving(dead.id)], after_seq=seq)
+    journal.close()
+    with _flaky_system(root, runs, fail) as system:
+        wait_until(lambda: not system.dead_letters())
+        assert system.job(dead.id).status is JobStatus.SUCCEEDED
+        with pytest.raises(JobNotFound):
+            system.retry_dead(dead.id)
+    assert runs == [7, 7]

@@ -223,10 +223,14 @@ class DispatchCore:
 
     def _revive(self, msg: m.Revive, now: float) -> None:
         job = self.state.jobs.get(msg.job.id)
-        if job is None or job.status.terminal:
+        # Only the death the dead letters hold: a repeated Revive (re-sent after
+        # a crash) for a job that has run since must not run it again.
+        if job is None or (job.status is S.DEAD and job.finished_at == msg.died_at):
             self.persist(Submitted(msg.job, now, None))
             self._out.now.append(fx.Forget([msg.job.id]))
-        self._out.durable.append(fx.Answer(msg.reply, msg.job.id))
+        if msg.reply is not None:
+            self._out.durable.append(fx.Answer(msg.reply, msg.job.id))
+        self._out.durable.append(fx.Tell("deadletter", m.Revived(msg.job.id, msg.died_at)))
 
     def _ready(self, msg: m.Ready, now: float) -> None:
         slot = self.workers.get(msg.worker)
