@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from actorq import ActorSystem, JobStatus, JournalFenced, JournalUnavailable, RestartPolicy
-from actorq.actors.deadletter import Buried, Removed
+from actorq.actors.deadletter import Buried, Removed, Reviving
 from actorq.core import events as ev
 from actorq.core.job import JobInfo, JobSpec, pack
 from actorq.persistence import codec
@@ -174,6 +174,7 @@ EVENTS = st.one_of(
     st.builds(ev.Expired, st.lists(ids, max_size=3)),
     st.builds(Buried, infos),
     st.builds(Removed, st.lists(ids, max_size=3)),
+    st.builds(Reviving, ids),
 )
 
 
@@ -198,6 +199,7 @@ def test_the_event_strategy_covers_every_registered_type() -> None:
         "job.expired",
         "dead.buried",
         "dead.removed",
+        "dead.reviving",
     }
     registered = {t for t in codec.registered_event_types() if not t.startswith("test.")}
     assert registered == covered
