@@ -27,6 +27,7 @@ from actorq.persistence.file import FileJournal
 from actorq.persistence.journal import Snapshot
 from actorq.submission import MAX_DELAY, MAX_DEPTH, MAX_TIMEOUT
 from tests.helpers import wait_until
+from tests.redis_server import RedisServer
 
 MakeSystem = Callable[..., ActorSystem]
 
@@ -415,3 +416,33 @@ def test_a_stale_revival_never_runs_a_job_that_ran_since(tmp_path: Path) -> None
         with pytest.raises(JobNotFound):
             system.retry_dead(dead.id)
     assert runs == [7, 7]
+
+
+def test_at_most_once_jobs_that_finished_before_an_outage_are_not_called_lost() -> None:
+    """A Redis outage restarts the Dispatcher; outcomes it had not journaled yet are kept."""
+    server = RedisServer()
+    gate = threading.Event()
+    runs: list[int] = []
+    try:
+        system = ActorSystem(workers=4, journal=f"{server.url}?namespace=amo&retry_for=0.3")
+
+        @system.task("once", delivery="at_most_once")
+        def once(n: int) -> int:
+            gate.wait(30)
+            runs.append(n)
+            return n
+
+        with system:
+            handles = [system.submit("once", n) for n in range(4)]
+            wait_until(lambda: system.stats()["statuses"]["running"] == 4)
+            server.kill()
+            gate.set()
+            wait_until(lambda: len(runs) == 4)
+            wait_until(lambda: system.board.unavailable is not None)
+            server.start()
+            assert [system.result(h.id, timeout=30) for h in handles] == [0, 1, 2, 3]
+            assert system.dead_letters() == []
+        assert sorted(runs) == [0, 1, 2, 3]
+    finally:
+        gate.set()
+        server.stop()

@@ -17,7 +17,7 @@ priority order is decided when a worker has room, not long before.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,9 +178,26 @@ class DispatchCore:
         handler(self, message, now)
         self.assign(now)
 
-    def recovered(self, now: float) -> None:
-        """Settle what a crash left open, through the same events as live operation."""
+    def recovered(self, now: float, unjournaled: Sequence[m.Result] = ()) -> None:
+        """Settle what a crash left open, through the same events as live operation.
+
+        `unjournaled` are outcomes a worker reported to an earlier incarnation
+        in this process that were not journaled before it restarted: such a
+        job finished, it was not lost.
+        """
         state = self.state
+        for job_id, attempt, ok, value, error, lineage, _ in unjournaled:
+            job = state.jobs.get(job_id)
+            if job is None or job.status is not S.RUNNING or job.attempts != attempt:
+                continue
+            if job.cancel_requested:
+                self.persist(Cancelled(job_id, now))
+                self._publish([(job_id, (S.CANCELLED, None, None))], state.jobs)
+            elif ok:
+                self.persist(Succeeded(job_id, attempt, value or _NONE, now))
+                self._publish([(job_id, (S.SUCCEEDED, value, None))], state.jobs)
+            else:
+                self._fail(job_id, attempt, error or "failed", lineage, now)
         rerun = [j.id for j in state.running() if j.spec.delivery != "at_most_once"]
         if rerun:
             self.persist(Requeued(rerun, started=True, at=now))
