@@ -37,6 +37,7 @@ from actorq.clock import Clock, SystemClock
 from actorq.core import messages as m
 from actorq.core.dispatch import DispatchConfig, DispatchCore
 from actorq.core.job import JobSpec, unpack
+from actorq.core.state import JobRecord
 from actorq.errors import (
     Escalated,
     InvalidSubmission,
@@ -53,6 +54,7 @@ from actorq.errors import (
 )
 from actorq.job import JobHandle, JobInfo, JobStatus
 from actorq.observe import SystemObserver
+from actorq.paging import DEFAULT_LIMIT, check_limit, page
 from actorq.persistence.journal import Journal, MemoryJournal, open_journal
 from actorq.submission import (
     Signatures,
@@ -683,8 +685,48 @@ class ActorSystem:
 
     # -- dead letters ------------------------------------------------------------------
 
-    def dead_letters(self) -> list[JobInfo]:
-        return list(self._call(m.ListDead, self.deadletter))
+    def dead_letters(self, *, limit: int | None = None, after: str | None = None) -> list[JobInfo]:
+        """Dead jobs, oldest first: all, or a page of `limit` after the job with id `after`.
+
+        The next page starts after the last id of this one.
+        """
+        if limit is not None:
+            check_limit(limit)
+        return list(self._call(lambda r: m.ListDead(r, limit, after), self.deadletter))
+
+    def jobs(
+        self,
+        *,
+        status: JobStatus | str | None = None,
+        task: str | None = None,
+        queue: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        after: str | None = None,
+    ) -> list[JobInfo]:
+        """A page of the jobs the Dispatcher holds, in submission order, filtered.
+
+        Up to `limit` jobs after the one with id `after` (the last id of the
+        page before); dead jobs stay listed until their retention ends.
+        """
+        check_limit(limit)
+        try:
+            wanted = None if status is None else JobStatus(status)
+        except ValueError:
+            known = ", ".join(s.value for s in JobStatus)
+            raise InvalidSubmission(f"status must be one of {known}, not {status!r}") from None
+
+        def keep(job: JobRecord) -> bool:
+            return (
+                (wanted is None or job.status is wanted)
+                and (task is None or job.spec.task == task)
+                and (queue is None or job.spec.queue == queue)
+            )
+
+        def read(core: DispatchCore) -> list[JobInfo]:
+            chosen = page(core.state.jobs, limit=limit, after=after, keep=keep)
+            return [job.info() for job in chosen]
+
+        return self._read(read)  # type: ignore[no-any-return]
 
     def retry_dead(self, job_id: str) -> JobHandle:
         """Run a dead job again under the same id, its attempts reset."""

@@ -14,6 +14,7 @@ from typing import Any
 from actorq.core import messages as m
 from actorq.core.job import JobInfo, pack
 from actorq.core.wire import event_type, upcaster
+from actorq.paging import page
 from actorq.persistence.journal import Journal
 from actorq.persistence.persistent import PersistentActor
 from actorq.supervision.address import Address
@@ -75,6 +76,7 @@ class DeadLetter(PersistentActor):
         self.dispatcher = dispatcher
         self.entries: dict[str, JobInfo] = {}
         self.reviving: set[str] = set()  # decided, not yet confirmed by the Dispatcher
+        self._asking: dict[str, list[Any]] = {}  # job id -> callers of retry_dead waiting
 
     def apply(self, event: Any) -> None:
         if isinstance(event, Buried):
@@ -127,7 +129,11 @@ class DeadLetter(PersistentActor):
                 self.persist(Buried(message.job))
             self.after_commit(lambda: self.dispatcher.tell(m.DeadLettered(job_id)))
         elif isinstance(message, m.ListDead):
-            self.reply(message.reply, list(self.entries.values()))
+            if message.limit is None:
+                self.reply(message.reply, list(self.entries.values()))
+            else:
+                chosen = page(self.entries, limit=message.limit, after=message.after)
+                self.reply(message.reply, chosen)
         elif isinstance(message, m.GetDead):
             self.reply(message.reply, self.entries.get(message.job_id))
         elif isinstance(message, m.ReviveDead):
@@ -140,11 +146,15 @@ class DeadLetter(PersistentActor):
                 return
             if found.id not in self.reviving:
                 self.persist(Reviving(found.id))
-            self.after_commit(lambda: self._send_revive(found, message.reply))
+            self._asking.setdefault(found.id, []).append(message.reply)
+            self.after_commit(lambda: self._send_revive(found, None))
         elif isinstance(message, m.Revived):
             entry = self.entries.get(message.job_id)
             if entry is not None and entry.finished_at == message.died_at:
                 self.persist(Removed([message.job_id]))
+            # Answered once the letter is gone: a caller listing next sees it gone.
+            for reply in self._asking.pop(message.job_id, []):
+                self.reply(reply, message.job_id)
         elif isinstance(message, m.PurgeDead):
             ids = list(self.entries) if message.job_id is None else [message.job_id]
             ids = [i for i in ids if i in self.entries]

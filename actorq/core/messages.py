@@ -174,7 +174,11 @@ class DeadLettered:
 
 @dataclass(frozen=True, slots=True)
 class ListDead:
+    """Answers the dead jobs, oldest first: all, or `limit` after the one with id `after`."""
+
     reply: Reply
+    limit: int | None = None
+    after: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
