@@ -23,9 +23,11 @@ from actorq import (
     SystemNotRunning,
 )
 from actorq.actors.deadletter import Buried, Reviving
+from actorq.paging import DEFAULT_LIMIT, MAX_LIMIT
 from actorq.persistence.file import FileJournal
 from actorq.persistence.journal import Snapshot
-from actorq.submission import MAX_DELAY, MAX_DEPTH, MAX_TIMEOUT
+from actorq.submission import MAX_DELAY, MAX_DEPTH, MAX_KEY_LENGTH, MAX_TIMEOUT
+from actorq.system import JOB_POLICY
 from tests.helpers import wait_until
 from tests.redis_server import RedisServer
 
@@ -446,3 +448,19 @@ def test_at_most_once_jobs_that_finished_before_an_outage_are_not_called_lost() 
     finally:
         gate.set()
         server.stop()
+
+
+def test_the_defaults_the_readme_states() -> None:
+    policy = ActorSystem().default_policy
+    assert policy is JOB_POLICY
+    assert policy.max_restarts == 3 and policy.within is None
+    backoff = policy.backoff
+    assert (backoff.kind, backoff.base, backoff.factor, backoff.cap, backoff.jitter) == (
+        "exponential",
+        0.2,
+        2.0,
+        30.0,
+        "full",
+    )
+    assert (MAX_DELAY, MAX_TIMEOUT, MAX_DEPTH) == (366 * 86400, 7 * 86400, 64)
+    assert (DEFAULT_LIMIT, MAX_LIMIT, MAX_KEY_LENGTH) == (100, 1000, 512)

@@ -448,3 +448,16 @@ def test_serving_another_address_without_a_token_warns(caplog: pytest.LogCapture
         server = serve(system, "0.0.0.0", 0)
     server.stop()
     assert "without a token" in caplog.text
+
+
+def test_arguments_nested_past_the_bound_answer_422_and_nothing_runs(
+    client: httpx.Client,
+) -> None:
+    """300 levels used to be accepted, run, and then answered 500 (and broke /dlq)."""
+    deep: Any = 1
+    for _ in range(300):
+        deep = [deep]
+    response = client.post("/jobs", json={"task": "add", "args": [deep, 1]})
+    assert_problem(response, 422, "not-serializable")
+    assert client.get("/queues").json()["active"] == 0
+    assert client.get("/dlq").status_code == 200
