@@ -442,6 +442,7 @@ def test_at_most_once_jobs_that_finished_before_an_outage_are_not_called_lost() 
             wait_until(lambda: len(runs) == 4)
             wait_until(lambda: system.board.unavailable is not None)
             server.start()
+            wait_until(lambda: system.board.unavailable is None, timeout=30)
             assert [system.result(h.id, timeout=30) for h in handles] == [0, 1, 2, 3]
             assert system.dead_letters() == []
         assert sorted(runs) == [0, 1, 2, 3]

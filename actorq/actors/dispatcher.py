@@ -84,7 +84,9 @@ class Dispatcher(PersistentActor):
         self.core.state = DispatcherState.from_snapshot(data)
 
     def on_recovered(self) -> None:
-        self.core.recovered(self.clock.now(), self.port.take_unjournaled())
+        self.core.recovered(
+            self.clock.now(), self.port.take_unjournaled(), workers_alive=self.port.restarted
+        )
         self._run(self.core.take())
         self.port.attach(self)
 
@@ -210,6 +212,7 @@ class DispatcherPort:
         self._current: Dispatcher | None = None
         self._changed = threading.Condition()
         self.closed = False
+        self.restarted = False  # a Dispatcher of this run has attached before
         # (job id, attempt) -> a worker's outcome not yet journaled, kept across
         # the Dispatcher's restarts in this process.
         self.unjournaled: dict[tuple[str, int], m.Result] = {}
@@ -223,6 +226,7 @@ class DispatcherPort:
             if self.closed:
                 return  # the system is stopping: no new calls
             self._current = dispatcher
+            self.restarted = True  # the next incarnation finds this run's workers alive
             self._changed.notify_all()
 
     def detach(self, dispatcher: Dispatcher) -> None:
@@ -239,6 +243,7 @@ class DispatcherPort:
     def reopen(self) -> None:
         with self._changed:
             self.closed = False
+            self.restarted = False
 
     def get(self, timeout: float) -> Dispatcher:
         current = self._current

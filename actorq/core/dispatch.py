@@ -178,12 +178,16 @@ class DispatchCore:
         handler(self, message, now)
         self.assign(now)
 
-    def recovered(self, now: float, unjournaled: Sequence[m.Result] = ()) -> None:
+    def recovered(
+        self, now: float, unjournaled: Sequence[m.Result] = (), *, workers_alive: bool = False
+    ) -> None:
         """Settle what a crash left open, through the same events as live operation.
 
         `unjournaled` are outcomes a worker reported to an earlier incarnation
         in this process that were not journaled before it restarted: such a
-        job finished, it was not lost.
+        job finished, it was not lost. With `workers_alive` (the Dispatcher
+        restarted in a process whose workers kept running), an at-most-once
+        job still running is waited for instead of being called lost.
         """
         state = self.state
         for job_id, attempt, ok, value, error, lineage, _ in unjournaled:
@@ -201,7 +205,11 @@ class DispatchCore:
         rerun = [j.id for j in state.running() if j.spec.delivery != "at_most_once"]
         if rerun:
             self.persist(Requeued(rerun, started=True, at=now))
+        if workers_alive:
+            self._adopt(state.running(), now)
         for job in state.running():  # what is left is at-most-once: lost, not re-run
+            if workers_alive and job.worker in self.workers:
+                continue  # adopted: its worker reports it
             self.persist(Failed(job.id, job.attempts, "lost in crash", now, None, None))
             self._out.now.append(fx.Publish([(job.id, (S.DEAD, None, "lost in crash"))]))
         timers = [(j.run_at or now, "due", j.id, j.run_at) for j in state.waiting()]
@@ -217,6 +225,20 @@ class DispatchCore:
         self._arm_sweep()
         for name in self.workers:
             self._out.now.append(fx.Tell(name, m.Reset(self.epoch)))
+
+    def _adopt(self, jobs: list[JobRecord], now: float) -> None:
+        """Wait for the outcome of jobs a live worker is still running (or has just run)."""
+        timers: list[fx.Timer] = []
+        for job in jobs:
+            slot = self.workers.get(job.worker or "")
+            if slot is None:
+                continue
+            slot.assigned[job.id] = (job.attempts, 0.0)
+            slot.progress_at = now
+            if job.spec.timeout is not None:
+                timers.append((now + job.spec.timeout, "timeout", job.id, job.attempts))
+        if timers:
+            self._out.now.append(fx.Arm(timers))
 
     # -- queries ----------------------------------------------------------------
 
@@ -275,7 +297,13 @@ class DispatchCore:
 
     def _finished(self, msg: m.Finished, now: float) -> None:
         slot = self.workers.get(msg.worker)
-        if slot is None or msg.incarnation != slot.incarnation:
+        if slot is None:
+            return
+        if slot.incarnation == -1 and slot.assigned:
+            # Restarted while this worker ran an adopted job: its report comes
+            # before its answer to our Reset. Attempt numbers still fence it.
+            slot.incarnation = msg.incarnation
+        if msg.incarnation != slot.incarnation:
             return  # a replaced worker's late answer: fenced
         jobs = self.state.jobs
         estimates = self.estimates
