@@ -250,6 +250,8 @@ def main() -> int:
             process.send_signal(signal.SIGKILL)
             process.wait()
             kills += 1
+            if kills % 100 == 0:
+                print(f"{kills} kills", file=sys.stderr, flush=True)
             if redis is not None and rng.random() < options.redis_kills:
                 redis.kill()
                 redis.start()
