@@ -129,6 +129,7 @@ def test_help_on_every_command_lists_the_exit_codes() -> None:
         ["serve"],
         ["submit"],
         ["status"],
+        ["jobs"],
         ["dlq"],
         ["dlq", "list"],
         ["dlq", "retry"],

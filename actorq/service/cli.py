@@ -3,7 +3,7 @@
 `worker` and `serve` run a user's ActorSystem in this process (`runner.py`),
 on a file journal in ``$ACTORQ_STATE_DIR`` (default ``./actorq-state``)
 unless `--journal` says otherwise;
-`submit`, `status`, `dlq` and `queues` are clients of a running system's
+`submit`, `status`, `jobs`, `dlq` and `queues` are clients of a running system's
 HTTP API (`--url`, default http://127.0.0.1:8000 or $ACTORQ_URL; token from
 --token or $ACTORQ_API_TOKEN). `demo` runs a self-contained demonstration.
 
