@@ -87,6 +87,8 @@ PRIORITY_MIN, PRIORITY_MAX = -100, 100
 START_WAIT = 10.0
 # How often stop() looks whether jobs are left to run on the memory journal.
 _RUN_DOWN_POLL = 0.02
+# How often a hung worker waiting for its replacement looks again.
+_HUNG_RECHECK = 0.5
 # How often a caller blocked on a result looks whether the system stopped.
 _STOP_POLL = 0.25
 
@@ -133,6 +135,7 @@ class ActorSystem:
         call_timeout: float = 30.0,
         observer: SystemObserver | None = None,
         seed: int | None = None,
+        max_hung_threads: int = 64,
     ) -> None:
         if workers < 1:
             raise ValueError("an actor system needs at least one worker")
@@ -163,6 +166,11 @@ class ActorSystem:
         self._root: pykka.ActorRef[Any] | None = None
         self._accepting = False
         self._down = threading.Event()  # set once stop() has finished
+        self.max_hung_threads = max_hung_threads
+        self._hung: list[threading.Thread] = []  # threads of replaced workers, maybe still busy
+        self._deferred: dict[str, str] = {}  # hung workers waiting to be replaced -> why
+        self._hung_lock = threading.Lock()
+        self._recheck_armed = False
         self._ids = _JobIds()
         self._lock = threading.Lock()
         self.deadletter = Address("deadletter")
@@ -278,6 +286,9 @@ class ActorSystem:
                 raise
             self.failure = None
             self._down.clear()
+            with self._hung_lock:  # the last run's clock, and its timers, are gone
+                self._deferred.clear()
+                self._recheck_armed = False
             self._port.reopen()
             root = self._root = Supervisor.start(
                 self._children(journal),
@@ -360,9 +371,47 @@ class ActorSystem:
         return specs
 
     def _restart_worker(self, name: str, reason: str) -> None:
+        """Replace a worker hung in a job that timed out, within the bound of hung threads.
+
+        A thread cannot be killed: each replaced worker leaves its thread in
+        the handler until the handler returns. Past `max_hung_threads` such
+        threads, a hung worker is replaced only once one of them has ended
+        (its jobs wait for the other workers meanwhile), so a task that never
+        returns cannot grow the process without bound.
+        """
+        with self._hung_lock:
+            self._deferred[name] = reason
+        self._replace_deferred()
+
+    def _replace_deferred(self) -> None:
         root = self._root
-        if root is not None:
-            root.tell(RestartChild(name, reason))
+        if root is None:
+            return
+        with self._hung_lock:
+            self._hung = [t for t in self._hung if t.is_alive()]
+            while self._deferred and len(self._hung) < self.max_hung_threads:
+                name, reason = self._deferred.popitem()
+                address = next((a for a in self.workers if a.name == name), None)
+                thread = getattr(address.actor if address else None, "thread", None)
+                if isinstance(thread, threading.Thread):
+                    self._hung.append(thread)
+                root.tell(RestartChild(name, reason))
+            waiting = len(self._deferred)
+            if waiting and not self._recheck_armed:
+                self._recheck_armed = True
+                logger.warning(
+                    "%d worker threads are still in jobs that timed out (the bound is %d):"
+                    " %d hung workers are replaced once one of those jobs returns",
+                    len(self._hung),
+                    self.max_hung_threads,
+                    waiting,
+                )
+                self.clock.call_at(self.clock.now() + _HUNG_RECHECK, self._recheck_hung)
+
+    def _recheck_hung(self) -> None:
+        with self._hung_lock:
+            self._recheck_armed = False
+        self._replace_deferred()
 
     def _on_give_up(self, escalation: Escalated) -> None:
         self.failure = escalation

@@ -53,7 +53,7 @@ def test_job_timeouts_never_stop_the_system(make_system: MakeSystem) -> None:
     release = threading.Event()
     system = make_system()
 
-    @system.task(timeout=0.001, policy=None)
+    @system.task(timeout=0.001, policy=RestartPolicy(max_restarts=0))
     def hang() -> None:
         release.wait(30)
 
@@ -465,3 +465,41 @@ def test_the_defaults_the_readme_states() -> None:
     )
     assert (MAX_DELAY, MAX_TIMEOUT, MAX_DEPTH) == (366 * 86400, 7 * 86400, 64)
     assert (DEFAULT_LIMIT, MAX_LIMIT, MAX_KEY_LENGTH) == (100, 1000, 512)
+
+
+def test_threads_left_in_hung_jobs_are_bounded(
+    make_system: MakeSystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A thread cannot be killed; past the bound, a hung worker waits to be replaced."""
+    release = threading.Event()
+    system = make_system(workers=2, max_hung_threads=3)
+
+    @system.task(timeout=0.01, policy=RestartPolicy(max_restarts=0))
+    def hang(n: int) -> int:
+        release.wait(30)
+        return n
+
+    def worker_threads() -> int:
+        return sum(1 for t in threading.enumerate() if t.name.startswith("Worker-"))
+
+    try:
+        with system:
+            handles = [hang.submit(n) for n in range(12)]
+            # 3 replaced workers' threads, then the 2 current workers hung too.
+            wait_until(lambda: system.stats()["statuses"]["dead"] == 5)
+            wait_until(lambda: any("bound is 3" in r.getMessage() for r in caplog.records))
+            assert worker_threads() == 2 + 3
+            assert system.stats()["statuses"]["dead"] == 5
+            release.set()
+            outcomes: list[int | None] = []
+            for handle in handles:
+                try:
+                    outcomes.append(handle.result(timeout=30))
+                except JobFailed:
+                    outcomes.append(None)
+            assert outcomes.count(None) == 5
+            assert all(o in (None, n) for n, o in enumerate(outcomes))
+            assert system.running
+            wait_until(lambda: worker_threads() == 2, timeout=3)
+    finally:
+        release.set()

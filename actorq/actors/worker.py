@@ -107,6 +107,7 @@ class Worker(pykka.ThreadingActor):
         self._outbox_lock = threading.Lock()  # sending under it keeps outcomes in order
 
     def on_start(self) -> None:
+        self.thread = threading.current_thread()  # a hung one is counted by its system
         self.dispatcher.tell(m.WorkerJoined(self.name, self.incarnation))
 
     def on_receive(self, message: Any) -> Any:
