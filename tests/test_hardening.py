@@ -474,7 +474,7 @@ def test_threads_left_in_hung_jobs_are_bounded(
     release = threading.Event()
     system = make_system(workers=2, max_hung_threads=3)
 
-    @system.task(timeout=0.01, policy=RestartPolicy(max_restarts=0))
+    @system.task(timeout=0.2, policy=RestartPolicy(max_restarts=0))
     def hang(n: int) -> int:
         release.wait(30)
         return n
@@ -486,8 +486,10 @@ def test_threads_left_in_hung_jobs_are_bounded(
         with system:
             handles = [hang.submit(n) for n in range(12)]
             # 3 replaced workers' threads, then the 2 current workers hung too.
-            wait_until(lambda: system.stats()["statuses"]["dead"] == 5)
-            wait_until(lambda: any("bound is 3" in r.getMessage() for r in caplog.records))
+            wait_until(lambda: system.stats()["statuses"]["dead"] == 5, timeout=30)
+            wait_until(
+                lambda: any("bound is 3" in r.getMessage() for r in caplog.records), timeout=30
+            )
             assert worker_threads() == 2 + 3
             assert system.stats()["statuses"]["dead"] == 5
             release.set()
@@ -500,6 +502,10 @@ def test_threads_left_in_hung_jobs_are_bounded(
             assert outcomes.count(None) == 5
             assert all(o in (None, n) for n, o in enumerate(outcomes))
             assert system.running
-            wait_until(lambda: worker_threads() == 2, timeout=3)
+            wait_until(lambda: worker_threads() == 2, timeout=30)
     finally:
         release.set()
+
+
+def test_the_hung_thread_bound_defaults_to_64() -> None:
+    assert ActorSystem().max_hung_threads == 64
