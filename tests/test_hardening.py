@@ -484,13 +484,14 @@ def test_threads_left_in_hung_jobs_are_bounded(
 
     try:
         with system:
+            before = worker_threads()  # earlier tests' hung workers may still be ending
             handles = [hang.submit(n) for n in range(12)]
             # 3 replaced workers' threads, then the 2 current workers hung too.
             wait_until(lambda: system.stats()["statuses"]["dead"] == 5, timeout=30)
             wait_until(
                 lambda: any("bound is 3" in r.getMessage() for r in caplog.records), timeout=30
             )
-            assert worker_threads() == 2 + 3
+            assert worker_threads() <= before + 3
             assert system.stats()["statuses"]["dead"] == 5
             release.set()
             outcomes: list[int | None] = []
@@ -502,7 +503,7 @@ def test_threads_left_in_hung_jobs_are_bounded(
             assert outcomes.count(None) == 5
             assert all(o in (None, n) for n, o in enumerate(outcomes))
             assert system.running
-            wait_until(lambda: worker_threads() == 2, timeout=30)
+            wait_until(lambda: worker_threads() <= before, timeout=30)
     finally:
         release.set()
 
