@@ -227,8 +227,10 @@ class Client:
     def stats(self) -> dict[str, Any]:
         return dict(self._requests.call("stats", None))
 
-    def dead_letters(self) -> list[JobInfo]:
-        return [w.info_from_wire(d) for d in self._requests.call("dead_letters", None)]
+    def dead_letters(self, *, limit: int | None = None, after: str | None = None) -> list[JobInfo]:
+        """Dead jobs, oldest first: all, or a page of `limit` after the job with id `after`."""
+        page = self._requests.call("dead_letters", [limit, after])
+        return [w.info_from_wire(d) for d in page]
 
     def retry_dead(self, job_id: str) -> ClientJob:
         return ClientJob(self, str(self._requests.call("retry_dead", job_id)))
@@ -360,8 +362,12 @@ class AsyncClient:
     async def stats(self) -> dict[str, Any]:
         return dict(await self._requests.call("stats", None))
 
-    async def dead_letters(self) -> list[JobInfo]:
-        return [w.info_from_wire(d) for d in await self._requests.call("dead_letters", None)]
+    async def dead_letters(
+        self, *, limit: int | None = None, after: str | None = None
+    ) -> list[JobInfo]:
+        """Dead jobs, oldest first: all, or a page of `limit` after the job with id `after`."""
+        page = await self._requests.call("dead_letters", [limit, after])
+        return [w.info_from_wire(d) for d in page]
 
     async def retry_dead(self, job_id: str) -> AsyncClientJob:
         return AsyncClientJob(self, str(await self._requests.call("retry_dead", job_id)))

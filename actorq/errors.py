@@ -7,6 +7,7 @@
     │   ├── InvalidSubmission       negative delay, priority out of range, ...
     │   ├── NotSerializable         an argument msgpack cannot encode
     │   ├── PayloadTooLarge         encoded arguments over the size limit
+    │   ├── IdempotencyConflict     a known idempotency key with another task or arguments
     │   └── Backpressure            too many unfinished jobs; try again later
     ├── JobError
     │   ├── JobFailed               the job ended dead; carries the error text
@@ -76,6 +77,18 @@ class PayloadTooLarge(SubmitError):
         super().__init__(f"encoded arguments take {size} bytes, over the limit of {limit}")
         self.size = size
         self.limit = limit
+
+
+class IdempotencyConflict(SubmitError):
+    """The key names a job submitted with another task or other arguments."""
+
+    def __init__(self, key: str, job_id: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} was used for job {job_id} with another task or"
+            " other arguments"
+        )
+        self.key = key
+        self.job_id = job_id
 
 
 class Backpressure(SubmitError):

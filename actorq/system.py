@@ -14,10 +14,10 @@ it; then one message to the Dispatcher, answered once the job is durable.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 import logging
-import math
 import os
 import random
 import secrets
@@ -31,7 +31,7 @@ from typing import Any, Literal, ParamSpec, Protocol, TypeVar, overload
 import msgpack
 import pykka
 
-from actorq.actors.board import ResultBoard
+from actorq.actors.board import Outcome, ResultBoard
 from actorq.actors.deadletter import DeadLetter
 from actorq.actors.dispatcher import Dispatcher, DispatcherPort, RemoteWorkers
 from actorq.actors.execution import Pool
@@ -55,6 +55,7 @@ from actorq.core.schedules import (
     ScheduleSpec,
     check_name,
 )
+from actorq.core.state import JobRecord
 from actorq.errors import (
     Escalated,
     InvalidLimit,
@@ -62,6 +63,7 @@ from actorq.errors import (
     JobCancelled,
     JobFailed,
     JobNotFound,
+    JournalCorrupted,
     JournalUnavailable,
     NotSerializable,
     PayloadTooLarge,
@@ -72,11 +74,25 @@ from actorq.errors import (
 from actorq.job import JobHandle, JobInfo, JobStatus
 from actorq.middleware import Middleware, MiddlewareStack
 from actorq.observe import SystemObserver
-from actorq.persistence.journal import Journal, open_journal
+from actorq.paging import DEFAULT_LIMIT, check_limit, page
+from actorq.persistence.journal import Journal, MemoryJournal, open_journal
+from actorq.submission import (
+    Signatures,
+    check_arguments,
+    check_delay,
+    check_idempotency_key,
+    check_timeout,
+)
 from actorq.supervision.address import Address
 from actorq.supervision.backoff import Backoff
 from actorq.supervision.policy import RestartPolicy
-from actorq.supervision.supervisor import ChildSpec, RestartChild, StartChild, Supervisor
+from actorq.supervision.supervisor import (
+    ChildSpec,
+    RestartChild,
+    StartChild,
+    Supervisor,
+    WhichChildren,
+)
 from actorq.tasks import DELIVERIES, AsyncTask, Delivery, Task, TaskOptions
 
 logger = logging.getLogger(__name__)
@@ -88,14 +104,37 @@ PRIORITY_MIN, PRIORITY_MAX = -100, 100
 
 PoolKind = Literal["threads", "processes"]
 POOLS = ("threads", "processes")
+# How long start() waits for the actors to recover, to raise what they found
+# (a corrupt journal); a longer recovery goes on after start() returns.
+START_WAIT = 10.0
+# How often stop() looks whether jobs are left to run on the memory journal.
+_RUN_DOWN_POLL = 0.02
+# How often a hung worker waiting for its replacement looks again.
+_HUNG_RECHECK = 0.5
+# How often a caller blocked on a result looks whether the system stopped.
+_STOP_POLL = 0.25
 
 Durability = Literal["durable", "accepted"]
 DURABILITIES = ("durable", "accepted")
 
 # The tree's own policy: a crashing actor is restarted quickly a few times; a
 # crash loop (10 within a minute) means something is broken for good.
+# A corrupt journal is damage no restart repairs: the tree gives up at once
+# instead of replaying it in a loop.
 TREE_POLICY = RestartPolicy(
-    max_restarts=10, within=60.0, backoff=Backoff.exponential(0.01, cap=2.0, jitter="full")
+    max_restarts=10,
+    within=60.0,
+    backoff=Backoff.exponential(0.01, cap=2.0, jitter="full"),
+    give_up_on=(JournalCorrupted,),
+)
+PERSISTENCE_IDS = (DeadLetter.persistence_id, Dispatcher.persistence_id)
+
+# A job's default: 3 retries (4 attempts), each after a delay drawn uniformly
+# from 0 up to 0.2 s x 2^n, capped at 30 s ("full jitter": of the schedules in
+# AWS's study of backoff it spreads retries of jobs that failed together the
+# most, so they do not hit a recovering dependency in waves).
+JOB_POLICY = RestartPolicy(
+    max_restarts=3, backoff=Backoff.exponential(0.2, cap=30.0, jitter="full")
 )
 
 
@@ -131,6 +170,7 @@ class ActorSystem:
         retry_budget: RetryBudget | dict[str, RetryBudget] | None = None,
         pool: PoolKind = "threads",
         max_jobs_per_child: int | None = None,
+        max_hung_threads: int = 64,
     ) -> None:
         if workers < 1:
             raise ValueError("an actor system needs at least one worker")
@@ -151,7 +191,7 @@ class ActorSystem:
         self.retention = retention
         self.max_pending = max_pending
         self.max_payload_bytes = max_payload_bytes
-        self.default_policy = policy or RestartPolicy()
+        self.default_policy = policy or JOB_POLICY
         self.tree_policy = tree_policy
         self.call_timeout = call_timeout
         self.observer = observer
@@ -163,6 +203,7 @@ class ActorSystem:
         self.retry_budgets = _retry_budgets(retry_budget, self.queues)
         self.node = socket.gethostname()
         self.declared_schedules: dict[str, ScheduleSpec] = {}  # by @cron, set at each start
+        self._signatures = Signatures()
         self.board = ResultBoard()
         self.rng = random.Random(seed)
         self._port = DispatcherPort(self.board)
@@ -170,6 +211,12 @@ class ActorSystem:
         self.failure: Escalated | None = None
         self._root: pykka.ActorRef[Any] | None = None
         self._accepting = False
+        self._down = threading.Event()  # set once stop() has finished
+        self.max_hung_threads = max_hung_threads
+        self._hung: list[threading.Thread] = []  # threads of replaced workers, maybe still busy
+        self._deferred: dict[str, str] = {}  # hung workers waiting to be replaced -> why
+        self._hung_lock = threading.Lock()
+        self._recheck_armed = False
         self._ids = _JobIds()
         self._lock = threading.Lock()
         self.deadletter = Address("deadletter")
@@ -296,23 +343,59 @@ class ActorSystem:
     # -- lifecycle --------------------------------------------------------------
 
     def start(self) -> ActorSystem:
+        """Recover from the journal and start the actors.
+
+        Raises `JournalCorrupted` for damage found in the journal (a crash's
+        torn tail is repaired, not reported), and `SystemNotRunning` if the
+        actors could not start.
+        """
         with self._lock:
             if self._root is not None:
                 raise RuntimeError("this actor system is running already")
             pool = self._make_pool()
-            self.journal = open_journal(self.journal_spec)
+            journal = self.journal = open_journal(self.journal_spec)
+            try:
+                # Where each log ends: for the file journal a scan of every
+                # record's checksum, which recovery then reuses. Damage found
+                # here is one error for the caller, not a crash of the tree.
+                for persistence_id in PERSISTENCE_IDS:
+                    journal.last_seq(persistence_id)
+            except BaseException:
+                self.journal = None
+                journal.close()
+                pool.close()
+                raise
             self.failure = None
+            self._down.clear()
+            with self._hung_lock:  # the last run's clock, and its timers, are gone
+                self._deferred.clear()
+                self._recheck_armed = False
             self._port.reopen()
             self._pool = pool
-            self._root = Supervisor.start(
-                self._children(self.journal, pool),
+            root = self._root = Supervisor.start(
+                self._children(journal, pool),
                 self.tree_policy,
                 name="root",
                 clock=self.clock,
                 on_give_up=self._on_give_up,
                 observer=self.observer,
             )
-            self._accepting = True
+            # The root starts its children one by one, synchronously, before it
+            # reads its mailbox: once a first question is answered, a child
+            # that failed to recover has told the root so, and a second
+            # question is answered after the root has decided about it.
+            # A long replay is not waited for past START_WAIT: calls wait for it.
+            with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
+                for _ in range(2):
+                    root.ask(WhichChildren(), timeout=START_WAIT)
+            self._accepting = self.failure is None
+        if self.failure is not None:
+            failure = self.failure
+            self.stop(timeout=0)
+            cause = failure.cause
+            if isinstance(cause, JournalCorrupted):
+                raise cause
+            raise SystemNotRunning(f"the actor system failed to start: {failure}") from cause
         try:
             for spec in list(self.declared_schedules.values()):
                 self._set_schedule(spec)
@@ -396,36 +479,109 @@ class ActorSystem:
         return specs
 
     def _restart_worker(self, name: str, reason: str) -> None:
+        """Replace a worker hung in a job that timed out, within the bound of hung threads.
+
+        A thread cannot be killed: each replaced worker leaves its thread in
+        the handler until the handler returns. Past `max_hung_threads` such
+        threads, a hung worker is replaced only once one of them has ended
+        (its jobs wait for the other workers meanwhile), so a task that never
+        returns cannot grow the process without bound.
+        """
         if self.remote is not None and name not in {w.name for w in self.workers}:
             self.remote.replace(name, reason)
             return
+        with self._hung_lock:
+            self._deferred[name] = reason
+        self._replace_deferred()
+
+    def _replace_deferred(self) -> None:
         root = self._root
-        if root is not None:
-            root.tell(RestartChild(name, reason))
+        if root is None:
+            return
+        with self._hung_lock:
+            self._hung = [t for t in self._hung if t.is_alive()]
+            while self._deferred and len(self._hung) < self.max_hung_threads:
+                name, reason = self._deferred.popitem()
+                address = next((a for a in self.workers if a.name == name), None)
+                thread = getattr(address.actor if address else None, "thread", None)
+                if isinstance(thread, threading.Thread):
+                    self._hung.append(thread)
+                root.tell(RestartChild(name, reason))
+            waiting = len(self._deferred)
+            if waiting and not self._recheck_armed:
+                self._recheck_armed = True
+                logger.warning(
+                    "%d worker threads are still in jobs that timed out (the bound is %d):"
+                    " %d hung workers are replaced once one of those jobs returns",
+                    len(self._hung),
+                    self.max_hung_threads,
+                    waiting,
+                )
+                self.clock.call_at(self.clock.now() + _HUNG_RECHECK, self._recheck_hung)
+
+    def _recheck_hung(self) -> None:
+        with self._hung_lock:
+            self._recheck_armed = False
+        self._replace_deferred()
 
     def _on_give_up(self, escalation: Escalated) -> None:
         self.failure = escalation
         self._accepting = False
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop accepting, let running jobs finish for up to `timeout` seconds, then stop."""
+        """Stop accepting new jobs and stop, within about `timeout` seconds.
+
+        On the memory journal the jobs already queued (and those whose delay
+        or backoff is over) still run until `timeout`, as
+        `ThreadPoolExecutor.shutdown(wait=True)` runs what it was given; what
+        is left then is dropped, with a warning that counts it. On a durable
+        journal running jobs may finish until `timeout`, and what is queued
+        or scheduled stays in the journal for the next start (logged).
+        """
         with self._lock:
             root, self._root = self._root, None
             self._accepting = False
         if root is None:
             return
+        deadline = time.monotonic() + timeout
+        volatile = isinstance(self.journal, MemoryJournal)
+        if volatile and root.is_alive() and self.failure is None:
+            self._run_down(deadline)
+        try:
+            dispatcher: Dispatcher | None = self._port.get(0.1)
+        except (SystemNotRunning, JournalUnavailable):
+            dispatcher = None
         self._port.close()
+        left: dict[str, int] = {}
         if root.is_alive():
+            remaining = max(0.0, deadline - time.monotonic())
             try:
-                self._call(m.Drain, self.dispatcher, timeout, internal=True)
+                self._call(m.Drain, self.dispatcher, remaining, internal=True)
             except (pykka.Timeout, pykka.ActorDeadError, SystemNotRunning):
                 logger.warning("jobs still running after %.1fs; stopping anyway", timeout)
+            if dispatcher is not None:
+                left = _unfinished(dispatcher)
             try:
                 root.stop(timeout=timeout + 10)
             except pykka.ActorDeadError:
                 pass
             except pykka.Timeout:
                 logger.error("the supervision tree did not stop in time")
+        if left:
+            counts = ", ".join(f"{n} {status}" for status, n in left.items())
+            if volatile:
+                logger.warning(
+                    "stopping dropped %d unfinished jobs (%s): the memory journal keeps"
+                    " nothing for the next start",
+                    sum(left.values()),
+                    counts,
+                )
+            else:
+                logger.info(
+                    "stopping: %d unfinished jobs (%s) stay in the journal for the next start",
+                    sum(left.values()),
+                    counts,
+                )
         if self._pool is not None:
             self._pool.close()  # a process pool kills the children of abandoned workers
             self._pool = None
@@ -435,6 +591,18 @@ class ActorSystem:
         if self._own_clock:
             self.clock.close()
             self.clock = SystemClock()
+        self._down.set()
+
+    def _run_down(self, deadline: float) -> None:
+        """Wait until no job can run now (none queued, running, or due), or the deadline."""
+        while time.monotonic() < deadline:
+            try:
+                dispatcher = self._port.get(0.1)
+                if not dispatcher.read(lambda core: _runnable(core, self.clock.now())):
+                    return
+            except (SystemNotRunning, JournalUnavailable):
+                return
+            self.board.idle.wait(min(_RUN_DOWN_POLL, max(0.0, deadline - time.monotonic())))
 
     def __enter__(self) -> ActorSystem:
         return self.start()
@@ -528,8 +696,8 @@ class ActorSystem:
             specs.append(
                 self._spec(
                     job.task,
-                    (),
-                    {},
+                    tuple(args),
+                    kwargs,
                     job.priority,
                     job.delay,
                     job.queue,
@@ -590,16 +758,16 @@ class ActorSystem:
         queue = queue or options.queue or self.queues[0]
         timeout = options.timeout if timeout is None else timeout
         self._check_options(priority, delay, queue, timeout)
-        if idempotency_key is not None and (
-            not isinstance(idempotency_key, str) or not idempotency_key
-        ):
-            raise InvalidSubmission("idempotency_key must be a non-empty string")
+        check_idempotency_key(idempotency_key)
         if policy is not None and not isinstance(policy, RestartPolicy):
             raise InvalidSubmission("policy must be a RestartPolicy")
+        if payload is None:
+            payload = self._encode(args, kwargs)
+        self._signatures.check(name, task.fn, args, kwargs)
         spec = JobSpec(
             id=self._ids.next(),
             task=name,
-            payload=self._encode(args, kwargs) if payload is None else payload,
+            payload=payload,
             queue=queue,
             priority=priority,
             timeout=timeout,
@@ -623,16 +791,8 @@ class ActorSystem:
                 f"priority must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX},"
                 f" not {priority!r}"
             )
-        if delay is not None and (
-            not isinstance(delay, int | float) or delay < 0 or math.isnan(delay)
-        ):
-            raise InvalidSubmission(
-                f"delay must be a non-negative number of seconds, not {delay!r}"
-            )
-        if timeout is not None and (not isinstance(timeout, int | float) or not timeout > 0):
-            raise InvalidSubmission(
-                f"timeout must be a positive number of seconds, not {timeout!r}"
-            )
+        check_delay(delay)
+        check_timeout(timeout)
         if queue is not None and queue not in self.queues:
             raise UnknownQueue(queue, self.queues)
 
@@ -644,6 +804,7 @@ class ActorSystem:
             raise _explain_encoding_failure(args, kwargs) from None
         if len(payload) > self.max_payload_bytes:
             raise PayloadTooLarge(len(payload), self.max_payload_bytes)
+        check_arguments(len(payload), args, kwargs)
         return payload
 
     # -- asking -------------------------------------------------------------------
@@ -687,7 +848,7 @@ class ActorSystem:
         if outcome is None:
             if not self._read(lambda core: job_id in core.state.jobs):
                 self.job(job_id)  # a dead letter, or JobNotFound for an id nobody knows
-            outcome = self.board.wait(job_id, timeout)
+            outcome = self._wait_outcome(job_id, timeout)
         if outcome is None:
             raise TimeoutError(f"job {job_id} did not finish within {timeout}s")
         status, value, error = outcome
@@ -696,6 +857,21 @@ class ActorSystem:
         if status is JobStatus.CANCELLED:
             raise JobCancelled(job_id)
         raise JobFailed(job_id, error or "failed")
+
+    def _wait_outcome(self, job_id: str, timeout: float | None) -> Outcome | None:
+        """Wait for the outcome; a system that stops meanwhile raises SystemNotRunning."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            wait = _STOP_POLL if remaining is None else min(remaining, _STOP_POLL)
+            outcome = self.board.wait(job_id, wait)
+            if outcome is not None:
+                return outcome
+            if self._down.is_set():
+                reason = f"failed: {self.failure}" if self.failure else "stopped"
+                raise SystemNotRunning(f"the actor system {reason} before job {job_id} ended")
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a scheduled, queued or retrying job; ask a running one to stop.
@@ -725,18 +901,54 @@ class ActorSystem:
 
     # -- dead letters ------------------------------------------------------------------
 
-    def dead_letters(self) -> list[JobInfo]:
-        return list(self._call(m.ListDead, self.deadletter))
+    def dead_letters(self, *, limit: int | None = None, after: str | None = None) -> list[JobInfo]:
+        """Dead jobs, oldest first: all, or a page of `limit` after the job with id `after`.
+
+        The next page starts after the last id of this one.
+        """
+        if limit is not None:
+            check_limit(limit)
+        return list(self._call(lambda r: m.ListDead(r, limit, after), self.deadletter))
+
+    def jobs(
+        self,
+        *,
+        status: JobStatus | str | None = None,
+        task: str | None = None,
+        queue: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        after: str | None = None,
+    ) -> list[JobInfo]:
+        """A page of the jobs the Dispatcher holds, in submission order, filtered.
+
+        Up to `limit` jobs after the one with id `after` (the last id of the
+        page before); dead jobs stay listed until their retention ends.
+        """
+        check_limit(limit)
+        try:
+            wanted = None if status is None else JobStatus(status)
+        except ValueError:
+            known = ", ".join(s.value for s in JobStatus)
+            raise InvalidSubmission(f"status must be one of {known}, not {status!r}") from None
+
+        def keep(job: JobRecord) -> bool:
+            return (
+                (wanted is None or job.status is wanted)
+                and (task is None or job.spec.task == task)
+                and (queue is None or job.spec.queue == queue)
+            )
+
+        def read(core: DispatchCore) -> list[JobInfo]:
+            chosen = page(core.state.jobs, limit=limit, after=after, keep=keep)
+            return [job.info() for job in chosen]
+
+        return self._read(read)  # type: ignore[no-any-return]
 
     def retry_dead(self, job_id: str) -> JobHandle:
         """Run a dead job again under the same id, its attempts reset."""
-        entry: JobInfo | None = self._call(lambda r: m.GetDead(job_id, r), self.deadletter)
-        if entry is None:
+        revived: str | None = self._call(lambda r: m.ReviveDead(job_id, r), self.deadletter)
+        if revived is None:
             raise JobNotFound(job_id)
-        self.board.forget([job_id])
-        self._call(lambda r: m.Revive(entry.spec, r), self.dispatcher)
-        died_at = entry.finished_at
-        self._call(lambda r: m.TakeDead(job_id, died_at, r), self.deadletter)
         return JobHandle(self, job_id)
 
     def purge_dead(self, job_id: str | None = None) -> int:
@@ -964,6 +1176,24 @@ def _check_pool(pool: Any, max_jobs_per_child: Any) -> None:
             )
         if pool != "processes":
             raise ValueError("max_jobs_per_child applies to pool='processes' only")
+
+
+def _unfinished(dispatcher: Dispatcher) -> dict[str, int]:
+    """Jobs not yet finished, per status (empty if the Dispatcher cannot be asked)."""
+    try:
+        stats = dispatcher.read(lambda core: core.stats())
+    except (SystemNotRunning, JournalUnavailable):
+        return {}
+    active = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SCHEDULED, JobStatus.RETRYING)
+    statuses: dict[str, int] = stats["statuses"]
+    return {s.value: statuses[s.value] for s in active if statuses[s.value]}
+
+
+def _runnable(core: DispatchCore, now: float) -> int:
+    """How many jobs can run now: queued, running, or waiting with their time come."""
+    counts = core.state.counts
+    due = sum(1 for job in core.state.waiting() if (job.run_at or 0.0) <= now)
+    return counts[JobStatus.QUEUED] + counts[JobStatus.RUNNING] + due
 
 
 def _info_of(core: DispatchCore, job_id: str) -> JobInfo | None:

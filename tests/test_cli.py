@@ -129,6 +129,7 @@ def test_help_on_every_command_lists_the_exit_codes() -> None:
         ["serve"],
         ["submit"],
         ["status"],
+        ["jobs"],
         ["dlq"],
         ["dlq", "list"],
         ["dlq", "retry"],
@@ -287,3 +288,20 @@ def test_a_second_interrupt_exits_at_once(tmp_path: Path) -> None:
     finally:
         (tmp_path / "release").touch()
         stop_worker(worker)
+
+
+def test_jobs_and_dlq_list_page_with_limit_and_after(worker: Worker) -> None:
+    ids = [worker.run("submit", "add", "[1, 2]").stdout.strip() for _ in range(3)]
+    dead = [worker.run("submit", "fail", "--wait", "30") for _ in range(3)]
+    assert [d.returncode for d in dead] == [1, 1, 1]
+    first = json.loads(worker.run("jobs", "--task", "add", "--limit", "2", "--json").stdout)
+    assert [j["id"] for j in first] == ids[:2]
+    shown = worker.run("jobs", "--task", "add", "--limit", "2")
+    assert f"--after {ids[1]}" in shown.stderr
+    rest = worker.run("jobs", "--task", "add", "--limit", "2", "--after", ids[1], "--json")
+    assert [j["id"] for j in json.loads(rest.stdout)] == ids[2:]
+    letters = json.loads(worker.run("dlq", "list", "--limit", "2", "--json").stdout)
+    assert len(letters) == 2
+    more = worker.run("dlq", "list", "--limit", "2", "--after", letters[-1]["id"], "--json")
+    assert len(json.loads(more.stdout)) == 1
+    assert worker.run("dlq", "list", "--limit", "0").returncode == 2

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from actorq import ActorSystem, JobStatus, JournalFenced, JournalUnavailable, RestartPolicy
-from actorq.actors.deadletter import Buried, Removed
+from actorq.actors.deadletter import Buried, Removed, Reviving
 from actorq.core import events as ev
 from actorq.core.job import JobInfo, JobSpec, pack
 from actorq.core.schedules import ScheduleSpec
@@ -50,7 +50,7 @@ def test_state_survives_a_clean_restart(kind: str, tmp_path: Path, redis_url: st
     system = build(journal)
     with system:
         assert system.job(done.id).result == {"a": [1, 2]}
-        assert system.submit("echo", "again", idempotency_key="k1").id == done.id
+        assert system.submit("echo", {"a": [1, 2]}, idempotency_key="k1").id == done.id
         assert [d.id for d in system.dead_letters()] == [dead.id]
         assert system.job(dead.id).status is JobStatus.DEAD
         assert system.job(later.id).status is JobStatus.SCHEDULED
@@ -206,6 +206,7 @@ EVENTS = st.one_of(
         times,
     ),
     st.builds(ev.ScheduleBuffered, ids, times, times),
+    st.builds(Reviving, ids),
 )
 
 
@@ -236,6 +237,7 @@ def test_the_event_strategy_covers_every_registered_type() -> None:
         "schedule.fired",
         "schedule.skipped",
         "schedule.buffered",
+        "dead.reviving",
     }
     registered = {t for t in codec.registered_event_types() if not t.startswith("test.")}
     assert registered == covered

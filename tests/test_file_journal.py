@@ -296,9 +296,14 @@ def test_a_truncation_anywhere_is_cut_back_to_a_batch_or_reported(
         files = segments(root)
         index = data.draw(st.integers(0, len(files) - 1), label="segment")
         cut = data.draw(st.integers(0, files[index].stat().st_size - 1), label="cut")
+        # A crash while a segment is being closed can tear its seal with the
+        # next segment created and still empty: that one is a tail too.
+        tail = index == len(files) - 1 or (
+            index == len(files) - 2 and files[-1].stat().st_size <= fmt.SEGMENT.size
+        )
         os.truncate(files[index], cut)
         outcome = damaged_outcome(root)
-        if index < len(files) - 1:
+        if not tail:
             assert isinstance(outcome, JournalCorrupted)
             return
         assert not isinstance(outcome, JournalCorrupted)

@@ -96,10 +96,44 @@ def test_a_repeated_idempotency_key_answers_200_with_the_first_job(client: httpx
     """The second submission with the same key creates nothing and returns the first job."""
     body = {"task": "add", "args": [1, 1], "idempotency_key": "once"}
     first = client.post("/jobs", json=body)
-    second = client.post("/jobs", json={**body, "args": [5, 5]})
+    second = client.post("/jobs", json=body)
     assert first.status_code == 201
     assert second.status_code == 200
     assert second.json()["id"] == first.json()["id"]
+
+
+def test_a_key_reused_with_other_arguments_answers_409(client: httpx.Client) -> None:
+    body = {"task": "add", "args": [1, 1], "idempotency_key": "twice"}
+    first = client.post("/jobs", json=body)
+    conflict = client.post("/jobs", json={**body, "args": [5, 5]})
+    assert first.status_code == 201
+    assert_problem(conflict, 409, "idempotency-conflict")
+    assert first.json()["id"] in conflict.json()["detail"]
+
+
+def test_a_call_that_cannot_bind_answers_422_and_creates_nothing(client: httpx.Client) -> None:
+    response = client.post("/jobs", json={"task": "add", "args": [1]})
+    assert_problem(response, 422, "invalid-submission")
+    assert client.get("/queues").json()["active"] == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"task": "add", "args": [1, 2], "delay": 1e999}',
+        b'{"task": "add", "args": [1e999, 2]}',
+        b'{"task": "add", "args": [1, 2], "timeout": -1e400}',
+    ],
+)
+def test_numbers_only_infinity_could_hold_answer_422(client: httpx.Client, body: bytes) -> None:
+    response = client.post("/jobs", content=body, headers={"Content-Type": "application/json"})
+    assert_problem(response, 422, "invalid-request")
+    assert client.get("/queues").json()["active"] == 0
+
+
+def test_a_delay_past_the_bound_answers_422(client: httpx.Client) -> None:
+    response = client.post("/jobs", json={"task": "add", "args": [1, 2], "delay": 1e10})
+    assert_problem(response, 422, "invalid-submission")
 
 
 def test_results_json_cannot_carry_are_shown_not_failed(client: httpx.Client) -> None:
@@ -279,7 +313,8 @@ def test_readyz_is_503_when_the_journal_does_not_answer() -> None:
 def test_a_stopped_system_answers_503(served: Served, client: httpx.Client) -> None:
     """Submitting to a stopped system is a 503 problem, not a 500."""
     served.system.stop(timeout=5)
-    assert_problem(client.post("/jobs", json={"task": "add"}), 503, "system-not-running")
+    response = client.post("/jobs", json={"task": "add", "args": [1, 2]})
+    assert_problem(response, 503, "system-not-running")
     assert_problem(client.get("/queues"), 503, "system-not-running")
 
 
@@ -413,3 +448,16 @@ def test_serving_another_address_without_a_token_warns(caplog: pytest.LogCapture
         server = serve(system, "0.0.0.0", 0)
     server.stop()
     assert "without a token" in caplog.text
+
+
+def test_arguments_nested_past_the_bound_answer_422_and_nothing_runs(
+    client: httpx.Client,
+) -> None:
+    """300 levels used to be accepted, run, and then answered 500 (and broke /dlq)."""
+    deep: Any = 1
+    for _ in range(300):
+        deep = [deep]
+    response = client.post("/jobs", json={"task": "add", "args": [deep, 1]})
+    assert_problem(response, 422, "not-serializable")
+    assert client.get("/queues").json()["active"] == 0
+    assert client.get("/dlq").status_code == 200

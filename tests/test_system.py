@@ -216,7 +216,7 @@ def test_idempotency_key_returns_the_first_job(make_system: MakeSystem) -> None:
     system.task("once")(runs.append)
     with system:
         first = system.submit("once", 1, idempotency_key="order-42")
-        again = system.submit("once", 2, idempotency_key="order-42")
+        again = system.submit("once", 1, idempotency_key="order-42")
         assert (again.id, again.existing, first.existing) == (first.id, True, False)
         first.result(5)
         assert system.join(5)

@@ -14,6 +14,7 @@ from typing import Any
 from actorq.core import messages as m
 from actorq.core.job import JobInfo, pack
 from actorq.core.wire import event_type, upcaster
+from actorq.paging import page
 from actorq.persistence.journal import Journal
 from actorq.persistence.persistent import PersistentActor
 from actorq.supervision.address import Address
@@ -59,6 +60,14 @@ class Removed:
     ids: list[str]
 
 
+@event_type("dead.reviving")
+@dataclass(frozen=True, slots=True)
+class Reviving:
+    """The decision to revive: kept until the Dispatcher confirms, re-sent after a crash."""
+
+    job_id: str
+
+
 class DeadLetter(PersistentActor):
     persistence_id = "deadletter"
 
@@ -66,13 +75,19 @@ class DeadLetter(PersistentActor):
         super().__init__(journal, **persistence)
         self.dispatcher = dispatcher
         self.entries: dict[str, JobInfo] = {}
+        self.reviving: set[str] = set()  # decided, not yet confirmed by the Dispatcher
+        self._asking: dict[str, list[Any]] = {}  # job id -> callers of retry_dead waiting
 
     def apply(self, event: Any) -> None:
         if isinstance(event, Buried):
             self.entries[event.job.id] = event.job
+            self.reviving.discard(event.job.id)
         elif isinstance(event, Removed):
             for job_id in event.ids:
                 self.entries.pop(job_id, None)
+                self.reviving.discard(job_id)
+        elif isinstance(event, Reviving) and event.job_id in self.entries:
+            self.reviving.add(event.job_id)
 
     def after_commit_hook(self, events: list[Any]) -> None:
         if self.observer is not None:
@@ -80,19 +95,31 @@ class DeadLetter(PersistentActor):
 
     def on_recovered(self) -> None:
         self.after_commit_hook([])
+        for job_id in self.reviving:  # decided before a crash: see it through
+            self._send_revive(self.entries[job_id], None)
 
     def reset(self) -> None:
         self.entries = {}
+        self.reviving = set()
 
     def snapshot_state(self) -> Any:
-        return [{"job": info.to_wire()} for info in self.entries.values()]
+        return [
+            {"job": info.to_wire(), **({"reviving": True} if info.id in self.reviving else {})}
+            for info in self.entries.values()
+        ]
 
     def restore_snapshot(self, data: Any) -> None:
         rows = [_buried_v1(row) if "policy" in row else row for row in data]
         self.entries = {}
+        self.reviving = set()
         for row in rows:
             info = JobInfo.from_wire(row["job"])
             self.entries[info.id] = info
+            if row.get("reviving"):
+                self.reviving.add(info.id)
+
+    def _send_revive(self, entry: JobInfo, reply: Any) -> None:
+        self.dispatcher.tell(m.Revive(entry.spec, entry.finished_at, reply))
 
     def handle(self, message: Any) -> None:
         if isinstance(message, m.Bury):
@@ -102,14 +129,32 @@ class DeadLetter(PersistentActor):
                 self.persist(Buried(message.job))
             self.after_commit(lambda: self.dispatcher.tell(m.DeadLettered(job_id)))
         elif isinstance(message, m.ListDead):
-            self.reply(message.reply, list(self.entries.values()))
+            if message.limit is None:
+                self.reply(message.reply, list(self.entries.values()))
+            else:
+                chosen = page(self.entries, limit=message.limit, after=message.after)
+                self.reply(message.reply, chosen)
         elif isinstance(message, m.GetDead):
             self.reply(message.reply, self.entries.get(message.job_id))
-        elif isinstance(message, m.TakeDead):
+        elif isinstance(message, m.ReviveDead):
+            # One durable decision here, then a confirmed hand-over: the entry
+            # stays until the Dispatcher has the job, so a crash leaves the job
+            # in one place or the other, never in neither, and never runs it twice.
+            found = self.entries.get(message.job_id)
+            if found is None:
+                self.reply(message.reply, None)
+                return
+            if found.id not in self.reviving:
+                self.persist(Reviving(found.id))
+            self._asking.setdefault(found.id, []).append(message.reply)
+            self.after_commit(lambda: self._send_revive(found, None))
+        elif isinstance(message, m.Revived):
             entry = self.entries.get(message.job_id)
-            if entry is not None and entry.finished_at == message.finished_at:
+            if entry is not None and entry.finished_at == message.died_at:
                 self.persist(Removed([message.job_id]))
-            self.reply(message.reply, entry)
+            # Answered once the letter is gone: a caller listing next sees it gone.
+            for reply in self._asking.pop(message.job_id, []):
+                self.reply(reply, message.job_id)
         elif isinstance(message, m.PurgeDead):
             ids = list(self.entries) if message.job_id is None else [message.job_id]
             ids = [i for i in ids if i in self.entries]

@@ -94,7 +94,9 @@ class Dispatcher(PersistentActor):
         self.core.state = DispatcherState.from_snapshot(data)
 
     def on_recovered(self) -> None:
-        self.core.recovered(self.clock.now())
+        self.core.recovered(
+            self.clock.now(), self.port.take_unjournaled(), workers_alive=self.port.restarted
+        )
         self._run(self.core.take())
         self.port.attach(self)
 
@@ -166,6 +168,26 @@ class Dispatcher(PersistentActor):
             logger.warning("dispatcher: unexpected message %r", message)
             return
         self._run(self.core.take())
+        if isinstance(message, m.Finished):
+            self._keep_until_journaled(message.results)
+
+    def _keep_until_journaled(self, results: list[m.Result]) -> None:
+        """Outcomes outlive this incarnation until their events are durable.
+
+        A commit that fails (a journal outage) restarts the Dispatcher, and
+        recovery would take a job whose outcome was known but not yet
+        journaled for one lost in a crash (dead-lettered, at most once).
+        """
+        kept = self.port.unjournaled
+        keys = [(r[0], r[1]) for r in results]
+        for key, result in zip(keys, results, strict=True):
+            kept[key] = result
+
+        def journaled() -> None:
+            for key in keys:
+                kept.pop(key, None)
+
+        self.after_commit(journaled)  # the outcomes' events are staged by now
 
     def submit(
         self, items: list[tuple[JobSpec, float | None]], *, durable: bool
@@ -280,12 +302,21 @@ class DispatcherPort:
         self._current: Dispatcher | None = None
         self._changed = threading.Condition()
         self.closed = False
+        self.restarted = False  # a Dispatcher of this run has attached before
+        # (job id, attempt) -> a worker's outcome not yet journaled, kept across
+        # the Dispatcher's restarts in this process.
+        self.unjournaled: dict[tuple[str, int], m.Result] = {}
+
+    def take_unjournaled(self) -> list[m.Result]:
+        kept, self.unjournaled = self.unjournaled, {}
+        return list(kept.values())
 
     def attach(self, dispatcher: Dispatcher) -> None:
         with self._changed:
             if self.closed:
                 return  # the system is stopping: no new calls
             self._current = dispatcher
+            self.restarted = True  # the next incarnation finds this run's workers alive
             self._changed.notify_all()
 
     def detach(self, dispatcher: Dispatcher) -> None:
@@ -302,6 +333,7 @@ class DispatcherPort:
     def reopen(self) -> None:
         with self._changed:
             self.closed = False
+            self.restarted = False
 
     def get(self, timeout: float) -> Dispatcher:
         current = self._current

@@ -123,6 +123,7 @@ class Worker(pykka.ThreadingActor):
     def on_start(self) -> None:
         """Runs in this worker's thread; a process pool starts the worker's child here."""
         self.runner = self.pool.runner(self.lookup, self.board)
+        self.thread = threading.current_thread()  # a hung one is counted by its system
         self.dispatcher.tell(m.WorkerJoined(self.name, self.incarnation))
         if self.middleware.on_worker_start:
             self.middleware.call(self.middleware.on_worker_start, self.name)

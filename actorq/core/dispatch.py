@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +44,7 @@ from actorq.core.firing import CronDesk
 from actorq.core.job import JobSpec, JobStatus
 from actorq.core.limits import Limits, RateLimit, RetryBudget
 from actorq.core.state import DispatcherState, JobRecord
-from actorq.errors import Backpressure
+from actorq.errors import Backpressure, IdempotencyConflict
 from actorq.supervision.policy import RestartPolicy, exception_lineage
 
 S = JobStatus
@@ -156,6 +156,7 @@ class DispatchCore:
         """Accept jobs, all or none: [(job id, existing?)]; raises Refused."""
         state = self.state
         idempotency = state.idempotency
+        self._check_keys(items)
         fresh = sum(1 for spec, _ in items if spec.idempotency_key not in idempotency)
         if state.active + fresh > self.config.max_pending:
             raise Refused(Backpressure(state.active, self.config.max_pending))
@@ -176,6 +177,21 @@ class DispatchCore:
         self.assign(now)
         return answer
 
+    def _check_keys(self, items: list[tuple[JobSpec, float | None]]) -> None:
+        """A key may name only one call: the same task with the same arguments."""
+        idempotency = self.state.idempotency
+        batch: dict[str, JobSpec] = {}
+        for spec, _ in items:
+            key = spec.idempotency_key
+            if key is None:
+                continue
+            known = idempotency.get(key)
+            first = self.state.jobs[known].spec if known is not None else batch.get(key)
+            if first is None:
+                batch[key] = spec
+            elif first.task != spec.task or first.payload != spec.payload:
+                raise Refused(IdempotencyConflict(key, first.id))
+
     def handle(self, message: Any, now: float) -> None:
         handler = _HANDLERS.get(type(message))
         if handler is None:
@@ -185,13 +201,38 @@ class DispatchCore:
             self.cron.settle(now)
         self.assign(now)
 
-    def recovered(self, now: float) -> None:
-        """Settle what a crash left open, through the same events as live operation."""
+    def recovered(
+        self, now: float, unjournaled: Sequence[m.Result] = (), *, workers_alive: bool = False
+    ) -> None:
+        """Settle what a crash left open, through the same events as live operation.
+
+        `unjournaled` are outcomes a worker reported to an earlier incarnation
+        in this process that were not journaled before it restarted: such a
+        job finished, it was not lost. With `workers_alive` (the Dispatcher
+        restarted in a process whose workers kept running), an at-most-once
+        job still running is waited for instead of being called lost.
+        """
         state = self.state
+        for job_id, attempt, ok, value, error, lineage, _ in unjournaled:
+            job = state.jobs.get(job_id)
+            if job is None or job.status is not S.RUNNING or job.attempts != attempt:
+                continue
+            if job.cancel_requested:
+                self.persist(Cancelled(job_id, now))
+                self._publish([(job_id, (S.CANCELLED, None, None))], state.jobs)
+            elif ok:
+                self.persist(Succeeded(job_id, attempt, value or _NONE, now))
+                self._publish([(job_id, (S.SUCCEEDED, value, None))], state.jobs)
+            else:
+                self._fail(job_id, attempt, error or "failed", lineage, now)
         rerun = [j.id for j in state.running() if j.spec.delivery != "at_most_once"]
         if rerun:
             self.persist(Requeued(rerun, started=True, at=now))
+        if workers_alive:
+            self._adopt(state.running(), now)
         for job in state.running():  # what is left is at-most-once: lost, not re-run
+            if workers_alive and job.worker in self.workers:
+                continue  # adopted: its worker reports it
             self.persist(Failed(job.id, job.attempts, "lost in crash", now, None, None))
             self._out.now.append(fx.Publish([(job.id, (S.DEAD, None, "lost in crash"))]))
         timers = [(j.run_at or now, "due", j.id, j.run_at) for j in state.waiting()]
@@ -208,6 +249,20 @@ class DispatchCore:
         self.cron.recovered(now)
         for name in self.workers:
             self._out.now.append(fx.Tell(name, m.Reset(self.epoch)))
+
+    def _adopt(self, jobs: list[JobRecord], now: float) -> None:
+        """Wait for the outcome of jobs a live worker is still running (or has just run)."""
+        timers: list[fx.Timer] = []
+        for job in jobs:
+            slot = self.workers.get(job.worker or "")
+            if slot is None:
+                continue
+            slot.assigned[job.id] = (job.attempts, 0.0)
+            slot.progress_at = now
+            if job.spec.timeout is not None:
+                timers.append((now + job.spec.timeout, "timeout", job.id, job.attempts))
+        if timers:
+            self._out.now.append(fx.Arm(timers))
 
     # -- queries ----------------------------------------------------------------
 
@@ -232,10 +287,14 @@ class DispatchCore:
 
     def _revive(self, msg: m.Revive, now: float) -> None:
         job = self.state.jobs.get(msg.job.id)
-        if job is None or job.status.terminal:
+        # Only the death the dead letters hold: a repeated Revive (re-sent after
+        # a crash) for a job that has run since must not run it again.
+        if job is None or (job.status is S.DEAD and job.finished_at == msg.died_at):
             self.persist(Submitted(msg.job, now, None))
             self._out.now.append(fx.Forget([msg.job.id]))
-        self._out.durable.append(fx.Answer(msg.reply, msg.job.id))
+        if msg.reply is not None:
+            self._out.durable.append(fx.Answer(msg.reply, msg.job.id))
+        self._out.durable.append(fx.Tell("deadletter", m.Revived(msg.job.id, msg.died_at)))
 
     def _ready(self, msg: m.Ready, now: float) -> None:
         slot = self.workers.get(msg.worker)
@@ -284,7 +343,13 @@ class DispatchCore:
 
     def _finished(self, msg: m.Finished, now: float) -> None:
         slot = self.workers.get(msg.worker)
-        if slot is None or msg.incarnation != slot.incarnation:
+        if slot is None:
+            return
+        if slot.incarnation == -1 and slot.assigned:
+            # Restarted while this worker ran an adopted job: its report comes
+            # before its answer to our Reset. Attempt numbers still fence it.
+            slot.incarnation = msg.incarnation
+        if msg.incarnation != slot.incarnation:
             return  # a replaced worker's late answer: fenced
         jobs = self.state.jobs
         estimates = self.estimates

@@ -33,7 +33,21 @@ def pack(value: Any) -> bytes:
 
 
 def unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except TypeError:
+        # A map keyed by tuples comes back keyed by lists, which Python cannot
+        # hash: read it again turning such keys back into tuples (rare, so
+        # the common path pays nothing).
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, object_pairs_hook=_pairs)
+
+
+def _pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    return {_hashable(key): value for key, value in pairs}
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

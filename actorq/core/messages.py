@@ -39,10 +39,16 @@ class Submit:
 
 @dataclass(frozen=True, slots=True)
 class Revive:
-    """Bring a dead job back, attempts reset; answers its id."""
+    """From the dead letters: bring back the job that died at `died_at`, attempts reset.
+
+    Answers its id (if `reply`) and confirms with `Revived` once durable. Only
+    that death is revived: a repeated Revive for a job that has run again
+    since changes nothing.
+    """
 
     job: JobSpec
-    reply: Reply
+    died_at: float | None
+    reply: Reply | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,20 +195,27 @@ class DeadLettered:
 
 @dataclass(frozen=True, slots=True)
 class ListDead:
+    """Answers the dead jobs, oldest first: all, or `limit` after the one with id `after`."""
+
+    reply: Reply
+    limit: int | None = None
+    after: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReviveDead:
+    """Ask the dead letters to revive a job: answers its id, or None if not dead-lettered."""
+
+    job_id: str
     reply: Reply
 
 
 @dataclass(frozen=True, slots=True)
-class TakeDead:
-    """Remove a dead job after it was revived; answers its entry or None.
-
-    Only the entry that died at `finished_at` is removed: the revived job may
-    already have died again and been buried anew.
-    """
+class Revived:
+    """To the dead letters: the job that died at `died_at` is back with the Dispatcher."""
 
     job_id: str
-    finished_at: float | None
-    reply: Reply
+    died_at: float | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -227,6 +227,10 @@ class PersistentActor(pykka.ThreadingActor):
                 with self.lock:
                     self._recover()
                 break
+            except JournalCorrupted as exc:
+                # No retry repairs damage: one clear line, and the supervisor gives up.
+                logger.error("%s cannot recover: %s", self.persistence_id, exc)
+                raise
             except JournalUnavailable as exc:
                 logger.warning("%s: journal unavailable, retrying: %s", self.persistence_id, exc)
                 self.on_journal_unavailable(exc)
@@ -272,7 +276,14 @@ class PersistentActor(pykka.ThreadingActor):
         started = time.perf_counter()
         snapshot = self.journal.load_snapshot(self.persistence_id)
         if snapshot is not None:
-            self.restore_snapshot(snapshot.state)
+            try:
+                self.restore_snapshot(snapshot.state)
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+                raise JournalCorrupted(
+                    f"the snapshot of {self.persistence_id}",
+                    snapshot.seq,
+                    f"its body cannot be read ({type(exc).__name__}: {exc})",
+                ) from exc
             self.seq = snapshot.seq
         count = 0
         for seq, event in self.journal.replay(self.persistence_id, after_seq=self.seq):

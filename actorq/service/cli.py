@@ -3,7 +3,7 @@
 `worker` and `serve` run a user's ActorSystem in this process (`runner.py`),
 on a file journal in ``$ACTORQ_STATE_DIR`` (default ``./actorq-state``)
 unless `--journal` says otherwise;
-`submit`, `status`, `dlq`, `queues` and `cron` are clients of a running system's
+`submit`, `status`, `jobs`, `dlq`, `queues` and `cron` are clients of a running system's
 HTTP API (`--url`, default http://127.0.0.1:8000 or $ACTORQ_URL; token from
 --token or $ACTORQ_API_TOKEN). `demo` runs a self-contained demonstration;
 `simulate` runs a fault-injection scenario in virtual time (docs/simulation.md).
@@ -30,13 +30,15 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from actorq.errors import InvalidJournalURL
+from actorq.job import JobStatus
+from actorq.paging import DEFAULT_LIMIT, MAX_LIMIT
 from actorq.persistence.url import parse_journal_url, redact
 from actorq.service.client import EXIT_FAILED, EXIT_USAGE, Client, CommandFailed
 
@@ -496,26 +498,77 @@ def dlq() -> None:
     """Inspect, retry and purge dead jobs."""
 
 
-@dlq.command("list", epilog=EXIT_CODES)
-@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
-@client_command
-def dlq_list(client: Client, as_json: bool) -> None:
-    """List dead jobs."""
-    jobs = client.call("GET", "/dlq")
-    if as_json:
-        _print_json(jobs)
-        return
-    table = Table(title=f"{len(jobs)} dead jobs")
+def _paging(fn: F) -> F:
+    fn = click.option(
+        "--after", metavar="JOB_ID", help="Start after this job (the last id of a page)."
+    )(fn)
+    return click.option(
+        "--limit",
+        type=click.IntRange(1, MAX_LIMIT),
+        default=DEFAULT_LIMIT,
+        show_default=True,
+        help="Records per page.",
+    )(fn)
+
+
+def _page_query(limit: int, after: str | None, **filters: str | None) -> str:
+    params = {k: v for k, v in {**filters, "after": after}.items() if v is not None}
+    return urlencode({**params, "limit": limit})
+
+
+def _print_jobs(jobs: list[dict[str, Any]], title: str, limit: int, *, status: bool) -> None:
+    table = Table(title=title)
     table.add_column("id", no_wrap=True)  # ids are copied into the next command: never wrapped
     table.add_column("task", no_wrap=True)
+    if status:
+        table.add_column("status")
     table.add_column("queue")
     table.add_column("attempts", justify="right")
     table.add_column("error", overflow="fold")
     for job in jobs:
-        table.add_row(
-            job["id"], job["task"], job["queue"], str(job["attempts"]), job["error"] or ""
-        )
+        cells = [job["id"], job["task"], *([job["status"]] if status else [])]
+        table.add_row(*cells, job["queue"], str(job["attempts"]), job["error"] or "")
     out.print(table)
+    if len(jobs) == limit:
+        err.print(f"more: --after {jobs[-1]['id']}", markup=False)
+
+
+@main.command(epilog=EXIT_CODES)
+@click.option("--status", type=click.Choice([s.value for s in JobStatus]), help="Only these.")
+@click.option("--task", help="Only jobs of this task.")
+@click.option("--queue", help="Only jobs of this queue.")
+@_paging
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
+@client_command
+def jobs(
+    client: Client,
+    status: str | None,
+    task: str | None,
+    queue: str | None,
+    limit: int,
+    after: str | None,
+    as_json: bool,
+) -> None:
+    """List a page of jobs in submission order; the next page with --after."""
+    query = _page_query(limit, after, status=status, task=task, queue=queue)
+    page = client.call("GET", f"/jobs?{query}")
+    if as_json:
+        _print_json(page)
+        return
+    _print_jobs(page, f"{len(page)} jobs", limit, status=True)
+
+
+@dlq.command("list", epilog=EXIT_CODES)
+@_paging
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
+@client_command
+def dlq_list(client: Client, limit: int, after: str | None, as_json: bool) -> None:
+    """List a page of dead jobs, oldest first; the next page with --after."""
+    page = client.call("GET", f"/dlq?{_page_query(limit, after)}")
+    if as_json:
+        _print_json(page)
+        return
+    _print_jobs(page, f"{len(page)} dead jobs", limit, status=False)
 
 
 @dlq.command("retry", epilog=EXIT_CODES)

@@ -52,15 +52,17 @@ from __future__ import annotations
 import hmac
 import logging
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Security
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Security
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from actorq.errors import JobNotFound
-from actorq.job import JobStatus
+from actorq.job import JobInfo, JobStatus
+from actorq.paging import DEFAULT_LIMIT, MAX_LIMIT
 from actorq.service.http_models import (
     Cancelled,
     Health,
@@ -92,7 +94,11 @@ logger = logging.getLogger(__name__)
 ENVELOPE_MARGIN = 64 * 1024
 
 JobId = Annotated[str, Path(min_length=1, max_length=256)]
-_JOBS = TypeAdapter(list[Job])
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Records per page.")]
+Cursor = Annotated[
+    str | None,
+    Query(max_length=256, description="The last id of the previous page."),
+]
 
 
 def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -203,10 +209,7 @@ def create_app(
             )
         )
 
-    @guarded.get("/dlq", response_model=list[Job], responses=_problems(*unauthorized, 503))
-    def dead_letters() -> Response:
-        jobs = [Job.of(info) for info in api.dead_letters()]
-        return Response(_JOBS.dump_json(jobs), media_type="application/json")
+    _listings(guarded, system, api, unauthorized)
 
     @guarded.post(
         "/dlq/{job_id}/retry", response_model=Job, responses=_problems(*unauthorized, 404, 503)
@@ -350,6 +353,58 @@ def _journal_reachable(system: ActorSystem) -> tuple[bool, str | None]:
     except Exception as exc:
         return False, f"the journal did not answer: {exc}"
     return (answer is not False), (None if answer is not False else "the journal did not answer")
+
+
+def _listings(
+    guarded: APIRouter, system: ActorSystem, api: Backend, unauthorized: tuple[int, ...]
+) -> None:
+    """GET /jobs and GET /dlq: pages in order, the next one after the last id.
+
+    A standby node forwards /dlq to the leader; /jobs reads the node's own
+    system, so a standby answers it 503 (it holds no jobs).
+    """
+
+    @guarded.get(
+        "/jobs",
+        response_model=list[Job],
+        responses=_problems(*unauthorized, 422, 503),
+    )
+    def list_jobs(
+        status: JobStatus | None = None,
+        task: Annotated[str | None, Query(max_length=512)] = None,
+        queue: Annotated[str | None, Query(max_length=512)] = None,
+        limit: Limit = DEFAULT_LIMIT,
+        after: Cursor = None,
+    ) -> Response:
+        """A page of jobs in submission order, filtered; the next page starts after its
+        last id (also given as a `Link: <...>; rel="next"` header when the page is full)."""
+        infos = system.jobs(status=status, task=task, queue=queue, limit=limit, after=after)
+        query = {"status": status, "task": task, "queue": queue}
+        return _page("/jobs", infos, limit, query)
+
+    @guarded.get("/dlq", response_model=list[Job], responses=_problems(*unauthorized, 422, 503))
+    def dead_letters(limit: Limit = DEFAULT_LIMIT, after: Cursor = None) -> Response:
+        """A page of dead jobs, oldest first; the next page starts after its last id."""
+        return _page("/dlq", api.dead_letters(limit=limit, after=after), limit, {})
+
+
+def _page(path: str, infos: list[JobInfo], limit: int, query: dict[str, Any]) -> Response:
+    """A JSON list of jobs; one record that cannot be shown never fails the page."""
+    body = b",".join(_job_json(info) for info in infos)
+    headers = {}
+    if len(infos) == limit:
+        params = {k: str(v) for k, v in query.items() if v is not None}
+        params.update(limit=str(limit), after=infos[-1].id)
+        headers["Link"] = f'<{path}?{urlencode(params)}>; rel="next"'
+    return Response(b"[" + body + b"]", media_type="application/json", headers=headers)
+
+
+def _job_json(info: JobInfo) -> bytes:
+    try:
+        return Job.of(info).model_dump_json().encode()
+    except Exception as exc:  # a record stored by an older or buggier writer
+        logger.warning("job %s cannot be shown: %r", info.id, exc)
+        return Job.unshowable(info, exc).model_dump_json().encode()
 
 
 def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:

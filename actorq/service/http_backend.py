@@ -67,7 +67,9 @@ class Backend(Protocol):
 
     def stats(self) -> dict[str, Any]: ...
 
-    def dead_letters(self) -> list[JobInfo]: ...
+    def dead_letters(
+        self, *, limit: int | None = None, after: str | None = None
+    ) -> list[JobInfo]: ...
 
     def retry_dead(self, job_id: str) -> Submitted: ...
 
@@ -142,8 +144,8 @@ class NodeBackend:
     def stats(self) -> dict[str, Any]:
         return self._api().stats()
 
-    def dead_letters(self) -> list[JobInfo]:
-        return self._api().dead_letters()
+    def dead_letters(self, *, limit: int | None = None, after: str | None = None) -> list[JobInfo]:
+        return self._api().dead_letters(limit=limit, after=after)
 
     def retry_dead(self, job_id: str) -> Submitted:
         return self._api().retry_dead(job_id)

@@ -13,8 +13,10 @@ all of it: bytes are shown as URL-safe base64 text and NaN/Infinity as the strin
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
+import msgpack
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from actorq.core.cron import FallBack
@@ -112,10 +114,70 @@ class Job(BaseModel):
 
     @classmethod
     def of(cls, info: JobInfo) -> Job:
-        fields = info.to_dict()
-        fields["status"] = info.status
-        fields["history"] = [Attempt.model_construct(**a) for a in fields["history"]]
-        return cls.model_construct(**fields)
+        data = info.to_dict()
+        for name in ("args", "kwargs", "result"):
+            data[name] = shown(data[name])
+        data["history"] = [Attempt.model_construct(**a) for a in data["history"]]
+        return cls.model_construct(**{**data, "status": info.status})
+
+    @classmethod
+    def unshowable(cls, info: JobInfo, error: BaseException) -> Job:
+        """The record without its arguments and result, which could not be read."""
+        spec = info.spec
+        note = f"the record's arguments or result cannot be shown: {type(error).__name__}"
+        return cls.model_construct(
+            id=info.id,
+            task=spec.task,
+            status=info.status,
+            attempts=info.attempts,
+            queue=spec.queue,
+            priority=spec.priority,
+            args=[],
+            kwargs={},
+            result=None,
+            error=info.error or note,
+            idempotency_key=spec.idempotency_key,
+            created_at=info.created_at,
+            run_at=info.run_at,
+            started_at=info.started_at,
+            finished_at=info.finished_at,
+            history=[],
+        )
+
+
+def shown(value: Any, depth: int = 0) -> Any:
+    """A msgpack value as JSON can carry it.
+
+    Map keys that are not text become their JSON text (``1`` -> ``"1"``,
+    ``(1, 2)`` -> ``"[1, 2]"``), timestamps ISO 8601 text, other extension
+    types ``{"ext": code, "data": bytes}``. Past 64 levels the rest is cut to
+    the text ``"..."``.
+    """
+    if value is None or isinstance(value, str | int | float | bool | bytes):
+        return value
+    if depth >= SHOWN_DEPTH:
+        return "..."
+    if isinstance(value, dict):
+        return {
+            key if isinstance(key, str) else _key_text(key): shown(item, depth + 1)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [shown(item, depth + 1) for item in value]
+    if isinstance(value, msgpack.Timestamp):
+        return value.to_datetime().isoformat()
+    if isinstance(value, msgpack.ExtType):
+        return {"ext": value.code, "data": value.data}
+    return repr(value)
+
+
+def _key_text(key: Any) -> str:
+    if isinstance(key, bytes):
+        return key.decode("utf-8", "backslashreplace")
+    return json.dumps(shown(key), default=repr, allow_nan=True)
+
+
+SHOWN_DEPTH = 64
 
 
 class Cancelled(BaseModel):

@@ -11,13 +11,15 @@ the point is to refuse a large body before buffering it (from
 Content-Length) or as soon as the bytes read pass the limit (a chunked body
 has no Content-Length). It answers 413 at once and does not drain the rest;
 uvicorn then closes the connection. It also refuses JSON that Python's
-parser tolerates but RFC 8259 forbids (NaN, Infinity), as malformed.
+parser tolerates but RFC 8259 forbids (NaN, Infinity, and numbers
+such as 1e999 that only a float's infinity could hold), as malformed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from email.message import Message
 from typing import Any
@@ -30,6 +32,7 @@ from starlette.responses import Response
 
 from actorq.errors import (
     Backpressure,
+    IdempotencyConflict,
     InvalidCronExpression,
     InvalidSchedule,
     InvalidSubmission,
@@ -62,6 +65,7 @@ PROBLEMS: list[tuple[type[Exception], int, str, str]] = [
     (InvalidSubmission, 422, "invalid-submission", "Invalid submission"),
     (NotSerializable, 422, "not-serializable", "Arguments cannot be encoded"),
     (PayloadTooLarge, 413, "payload-too-large", "Payload too large"),
+    (IdempotencyConflict, 409, "idempotency-conflict", "Idempotency key reused"),
     (Backpressure, 503, "backpressure", "Too many unfinished jobs"),
     (JobNotFound, 404, "job-not-found", "Job not found"),
     (InvalidCronExpression, 422, "invalid-cron-expression", "Invalid cron expression"),
@@ -195,11 +199,9 @@ class BodyLimit:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        if body and _is_json(headers.get("content-type")) and not _strict_json(body):
-            response = problem(
-                400, "Malformed JSON", "the request body is not valid JSON", slug="malformed"
-            )
-            await _send(scope, receive, send, response)
+        fault = _json_fault(body) if body and _is_json(headers.get("content-type")) else None
+        if fault is not None:
+            await _send(scope, receive, send, fault)
             return
         replayed = False
 
@@ -237,9 +239,25 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _strict_json(body: bytes) -> bool:
+class _OutOfRange(ValueError):
+    pass
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 reads as Infinity, which JSON cannot say
+        raise _OutOfRange(f"the number {text[:40]} is out of a float's range")
+    return value
+
+
+def _json_fault(body: bytes) -> Response | None:
+    """None for RFC 8259 JSON; else the problem to answer (400 malformed, 422 a huge number)."""
     try:
-        json.loads(body, parse_constant=_reject_constant)
+        json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
+    except _OutOfRange as exc:
+        return problem(422, "Invalid request", str(exc), slug="invalid-request")
     except (ValueError, RecursionError):
-        return False
-    return True
+        return problem(
+            400, "Malformed JSON", "the request body is not valid JSON", slug="malformed"
+        )
+    return None

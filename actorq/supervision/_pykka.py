@@ -15,12 +15,16 @@ module, and `tests/test_pykka_contract.py` says so first:
   stuck in a handler, its `actor_stopped` event is set (as pykka does when a
   handler fails), so that its loop ends as soon as the handler returns
   instead of handling more messages, and code that polls `actor_stopped`
-  (a worker between jobs) sees it was replaced.
+  (a worker between jobs) sees it was replaced; a no-op message (an
+  `Envelope` of a `ProxyGetAttr`, put straight into its inbox) wakes one
+  that is idle, so that its thread ends.
 """
 
 from __future__ import annotations
 
 import pykka
+from pykka._envelope import Envelope
+from pykka.messages import ProxyGetAttr
 
 
 def start(actor: pykka.Actor) -> None:
@@ -33,3 +37,7 @@ def abandon(actor: pykka.Actor) -> None:
     """Let a hung actor's loop end when its handler returns; its on_stop will not run."""
     pykka.ActorRegistry.unregister(actor.actor_ref)
     actor.actor_stopped.set()
+    # An actor that is idle by now (its handler returned just before) waits in
+    # its inbox, where nothing else will arrive: a harmless message wakes its
+    # loop, which then sees it was stopped, so its thread ends.
+    actor.actor_inbox.put(Envelope(ProxyGetAttr(attr_path=("actor_urn",))))

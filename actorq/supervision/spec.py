@@ -76,7 +76,11 @@ class ChildSpec:
 
 @dataclass(frozen=True, slots=True)
 class RestartChild:
-    """Replace a child now, as if it had failed (for a child known to be hung)."""
+    """Replace a child now (one known to be hung), with its group by the strategy.
+
+    A replacement asked for is not a failure: it does not count toward the
+    supervisor's restart intensity.
+    """
 
     name: str
     reason: str = "restart requested"

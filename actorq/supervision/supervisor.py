@@ -185,7 +185,17 @@ class Supervisor(pykka.ThreadingActor):
             return
         run = child.run
         self._abandon(child.spec, run.actor)  # type: ignore[arg-type]
-        self._on_exit(ChildExited(child.spec.name, run, ChildHung(message.reason), True))
+        if self.gave_up is not None:
+            return
+        # A replacement asked for (a worker hung in a job that timed out) is a
+        # decision about the child, not a crash of the tree: it does not count
+        # toward the intensity, or a burst of bad jobs would stop everyone's.
+        child.run = None
+        error = ChildHung(message.reason)
+        logger.warning("%s: replacing %s: %s", self.name, child.spec.name, message.reason)
+        self._safely(self.observer.child_restarted, self.name, child.spec.name, error)
+        child.restarts += 1
+        self._restart(child, 0.0)
 
     # -- starting and stopping ---------------------------------------------
 
@@ -281,6 +291,10 @@ class Supervisor(pykka.ThreadingActor):
         child.backoff_step += 1
         child.last_delay = decision.delay
         child.restarts += 1
+        self._restart(child, decision.delay)
+
+    def _restart(self, child: _Child, delay: float) -> None:
+        """Restart `child` and its group (by the strategy), after `delay` seconds."""
         group = self._restart_group(child)
         for other in reversed(group):
             if other is child:
@@ -291,13 +305,13 @@ class Supervisor(pykka.ThreadingActor):
                 self._children.remove(other)
                 other.spec.address.close(self)
         group = [c for c in group if c in self._children]
-        if decision.delay <= 0:
+        if delay <= 0:
             self._start_group(group)
         else:
             names = tuple(c.spec.name for c in group)
             due = _RestartDue(names, child.generation)
             me = self.actor_ref
-            self.clock.call_at(now + decision.delay, lambda: _tell_quietly(me, due))
+            self.clock.call_at(self.clock.now() + delay, lambda: _tell_quietly(me, due))
 
     def _restart_group(self, child: _Child) -> list[_Child]:
         strategy = self.policy.strategy

@@ -249,7 +249,10 @@ class Gateway:
         if op == "stats":
             return system.stats()
         if op == "dead_letters":
-            return [w.info_to_wire(info) for info in system.dead_letters()]
+            # A page: [limit, after] (an older client sends nothing: all of them).
+            limit, after = body if isinstance(body, list) else (None, None)
+            page = system.dead_letters(limit=limit, after=after)
+            return [w.info_to_wire(info) for info in page]
         if op == "retry_dead":
             return system.retry_dead(str(body)).id
         if op == "purge_dead":
