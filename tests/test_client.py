@@ -13,6 +13,7 @@ import redis
 from actorq import (
     AsyncClient,
     Client,
+    IdempotencyConflict,
     InvalidSubmission,
     JobFailed,
     JobNotFound,
@@ -45,8 +46,10 @@ def test_submit_and_result_through_a_node(node: Node, redis_url: str) -> None:
         jobs = client.submit_many("add", [(1, 1), (2, 2)])
         assert [j.result(timeout=30) for j in jobs] == [2, 4]
         again = client.submit("add", 1, kwargs={"b": 9}, idempotency_key="k1")
-        same = client.submit("add", 5, 5, idempotency_key="k1")
+        same = client.submit("add", 1, kwargs={"b": 9}, idempotency_key="k1")
         assert (same.id, same.existing) == (again.id, True)
+        with pytest.raises(IdempotencyConflict):  # the key names other arguments
+            client.submit("add", 5, 5, idempotency_key="k1")
         assert client.result(again.id, timeout=30) == 10
         assert client.stats()["statuses"]["succeeded"] == 4
 

@@ -33,6 +33,7 @@ from actorq.core import messages as m
 from actorq.core.dispatch import DispatchConfig
 from actorq.core.events import Cancelled, Expired, Failed, Requeued, Started, Succeeded
 from actorq.core.job import JobStatus
+from actorq.errors import UnknownTask
 from actorq.job import JobHandle
 from actorq.persistence.file import FileJournal
 from actorq.persistence.journal import Journal, MemoryJournal
@@ -246,7 +247,8 @@ class Simulation:
         self._workload.append(lambda: schedule(start))
 
     def _check_task(self, task: str) -> None:
-        self.system._spec(task, (), {}, None, None, None, None, None, None)
+        if task not in self.system.tasks:
+            raise UnknownTask(task)
 
     def _check_submission(self, task: str, args: tuple[Any, ...], options: dict[str, Any]) -> None:
         unknown = set(options) - set(_OPTIONS)
