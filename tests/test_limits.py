@@ -22,6 +22,7 @@ from actorq.core import messages as m
 from actorq.core.dispatch import DispatchConfig, DispatchCore
 from actorq.core.events import Started
 from actorq.core.job import JobSpec, pack
+from actorq.core.state import DispatcherState
 from actorq.service.metrics import PrometheusObserver
 
 NO_ARGS = pack([[], {}])
@@ -228,3 +229,26 @@ def test_bad_limit_options_on_the_system() -> None:
         ActorSystem(journal="memory", retry_budget={"default": 0.1})  # type: ignore[dict-item]
     with pytest.raises(InvalidLimit):
         ActorSystem(journal="memory", retry_budget=0.1)  # type: ignore[arg-type]
+
+
+def test_a_restart_counts_the_starts_still_in_the_window() -> None:
+    """A recovered core rebuilds its rate log from the attempt history: no fresh window."""
+    limits = {"t": RateLimit(3, per=10.0)}
+    before = core(workers=2, rate_limits=limits)
+    before.submit([(spec(i), None) for i in range(6)], now=0.0)
+    first = drive(before, 0.0, until=5.0, fails=lambda job_id, attempt: False)
+    assert len(first) == 3  # the window is full until 10.0
+    state = DispatcherState.from_snapshot(before.state.to_snapshot())
+    after = DispatchCore(
+        DispatchConfig(policy_for=lambda task, override: RETRY_AT_ONCE, rate_limits=limits),
+        ["w1", "w2"],
+        epoch=2,
+        rng=random.Random(1),
+        state=state,
+    )
+    after.recovered(5.0)
+    for i in (1, 2):
+        after.handle(m.Ready(f"w{i}", incarnation=10 + i, epoch=2, credits=1), 5.0)
+    second = drive(after, 5.0, until=100.0, fails=lambda job_id, attempt: False)
+    assert len(second) == 3
+    assert min(at for at, _, _ in second) >= 10.0  # not at 5.0, when the restart came

@@ -213,6 +213,8 @@ class DispatchCore:
         job still running is waited for instead of being called lost.
         """
         state = self.state
+        if self.limits:
+            self.limits.restore(_starts(state), now)
         for job_id, attempt, ok, value, error, lineage, _ in unjournaled:
             job = state.jobs.get(job_id)
             if job is None or job.status is not S.RUNNING or job.attempts != attempt:
@@ -741,3 +743,17 @@ _HANDLERS: dict[type, Callable[[DispatchCore, Any, float], None]] = {
     m.Drain: DispatchCore._drain,
     m.Pause: DispatchCore._pause,
 }
+
+
+def _starts(state: DispatcherState) -> list[tuple[float, str, str, bool]]:
+    """Every start the jobs' history remembers: (time, task, queue, retry?)."""
+    starts = []
+    for job in state.jobs.values():
+        spec = job.spec
+        for record in job.history:
+            attempt, started_at = record[0], record[1]
+            if started_at is not None:
+                starts.append((started_at, spec.task, spec.queue, attempt > 1))
+        if job.status is S.RUNNING and job.started_at is not None:
+            starts.append((job.started_at, spec.task, spec.queue, job.attempts > 1))
+    return starts

@@ -6,7 +6,9 @@ by a limit stays queued (its status does not change and nothing is
 journaled): it is parked here, in priority order, and put back into its
 queue when the limit has room again (a timer, or new first attempts for a
 retry budget). Parking is physical state, like the ready heaps: after a
-restart the limits start empty and the jobs are parked again as needed.
+restart the jobs are parked again as needed. What the limits count is
+rebuilt at recovery from the start times in the jobs' attempt history
+(`restore`), so a restart or a failover does not open a window anew.
 
 A rate limit is a sliding log rather than a token bucket: "at most N
 starts in any window of `per` seconds" then holds exactly, where a bucket
@@ -192,6 +194,22 @@ class Limits:
         if log is not None:
             log.times.append(now)
         return None
+
+    def restore(self, starts: list[tuple[float, str, str, bool]], now: float) -> None:
+        """Count again the starts still inside their windows: (time, task, queue, retry)."""
+        for at, task, queue, retry in sorted(starts):
+            limit = self.rate_limits.get(task)
+            if limit is not None and now - at < limit.per:
+                log = self.logs.get(task)
+                if log is None or log.limit is not limit:
+                    log = self.logs[task] = StartLog(limit)
+                log.times.append(at)
+            budget = self.retry_budgets.get(queue)
+            if budget is not None and now - at < budget.window:
+                window = self.windows.get(queue)
+                if window is None or window.budget is not budget:
+                    window = self.windows[queue] = BudgetWindow(budget)
+                window.record(retry, at)
 
     def park(self, key: tuple[str, str], entry: tuple[int, int, str]) -> bool:
         """Hold a job back; True if the key needs a timer armed."""
