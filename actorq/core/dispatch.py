@@ -625,16 +625,17 @@ class DispatchCore:
             held = limits.admit(spec.task, spec.queue, retry, now)
             if held is None:
                 if not retry and ("budget", spec.queue) in limits.parked:
-                    self._release(("budget", spec.queue), now)  # a first attempt adds budget
+                    # A first attempt adds budget.
+                    self._release(("budget", spec.queue), now, timer=False)
                 return job_id
             key, when = held
             if limits.park(key, (-spec.priority, job.seq, job_id)):
                 self._out.now.append(fx.Arm([(when, key[0], key[1], None)]))
 
-    def _release(self, key: tuple[str, str], now: float) -> None:
+    def _release(self, key: tuple[str, str], now: float, *, timer: bool = True) -> None:
         """Put back into their queues the parked jobs a limit may have room for."""
         state = self.state
-        for _, seq, job_id in self.limits.release(key, now):
+        for _, seq, job_id in self.limits.release(key, now, timer=timer):
             job = state.jobs.get(job_id)
             if job is not None and job.status is S.QUEUED and job.seq == seq:
                 state.requeue_ready(job)

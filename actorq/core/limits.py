@@ -220,9 +220,18 @@ class Limits:
         self.armed.add(key)
         return True
 
-    def release(self, key: tuple[str, str], now: float) -> list[tuple[int, int, str]]:
-        """The parked entries the limit may have room for now, best first."""
-        self.armed.discard(key)
+    def release(
+        self, key: tuple[str, str], now: float, *, timer: bool = True
+    ) -> list[tuple[int, int, str]]:
+        """The parked entries the limit may have room for now, best first.
+
+        `timer`: the key's timer fired (it is no longer armed), and at least one
+        entry is let go so that the limit is asked again. Otherwise (a first
+        attempt added budget) the timer still pending stays armed and only what
+        there is room for leaves: re-parking the rest would arm a timer each time.
+        """
+        if timer:
+            self.armed.discard(key)
         heap = self.parked.get(key)
         if not heap:
             return []
@@ -233,7 +242,8 @@ class Limits:
         else:
             window = self.windows.get(name)
             room = window.room(now) if window is not None else len(heap)
-        out = [heapq.heappop(heap) for _ in range(min(max(room, 1), len(heap)))]
+        least = 1 if timer else 0
+        out = [heapq.heappop(heap) for _ in range(min(max(room, least), len(heap)))]
         if not heap:
             del self.parked[key]
         return out
