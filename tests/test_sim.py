@@ -136,6 +136,7 @@ def test_report_has_the_promised_figures_and_saves(tmp_path: Path) -> None:
         "no_fenced_result",
         "dead_letters_balanced",
         "liveness",
+        "cron_fired_once",
     }
     assert all(inv.held for inv in report.invariants.values())
     written = report.save(tmp_path)
