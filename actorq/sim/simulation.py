@@ -75,12 +75,13 @@ class Violation(Exception):
         self.detail = detail
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class _Command:
     """A decision of the core asked for from outside, as `ActorSystem._command` asks."""
 
     what: str
     fn: Callable[[Any, float], Any]
+    ticket: int | None = None  # the journal seq its events reach, once it ran
 
 
 class _TappedDispatcher(Dispatcher):
@@ -105,6 +106,7 @@ class _TappedDispatcher(Dispatcher):
             self.on_refused(message.what, exc)
         finally:
             self._run(self.core.take())
+            message.ticket = self.staged_seq
 
 
 @dataclasses.dataclass(slots=True)
@@ -202,6 +204,7 @@ class Simulation:
         )
         self._dispatcher_up: float | None = None
         self._pending: Violation | None = None
+        self._asked: list[_Command] = []
         self._commands: list[tuple[float, str, Callable[[Any, float], Any]]] = [
             (0.0, f"schedule {spec.name}", functools.partial(_set_schedule, spec))
             for spec in self.system.declared_schedules.values()
@@ -688,6 +691,14 @@ class Simulation:
         self._dispatcher_up = self.wall()
         self.invariants[croncheck.NAME].checks += 1
         self._cron.recovered(actor.core.state.schedules)
+        # A caller whose command was cut by the crash asks again, as one
+        # whose `system.schedule(...)` raised would.
+        again = [c for c in self._asked if c.ticket is not None and c.ticket > actor.seq]
+        self._asked = [c for c in self._asked if c.ticket is None]
+        for command in again:
+            command.ticket = None
+            self._asked.append(command)
+            self.dispatcher.put(command)
         known = actor.core.state.jobs
         inv = self.invariants["no_acknowledged_loss"]
         inv.checks += 1
@@ -771,6 +782,7 @@ class Simulation:
             action()
         for when, what, fn in self._commands:
             command = _Command(what, fn)
+            self._asked.append(command)
             self.at(when, lambda command=command: self.dispatcher.put(command))  # type: ignore[misc]
         plan = self.faults
         for t in plan.dispatcher_crash_at:
