@@ -689,8 +689,9 @@ class Simulation:
             return
         actor = cast(Dispatcher, shell.actor)
         self._dispatcher_up = self.wall()
-        self.invariants[croncheck.NAME].checks += 1
-        self._cron.recovered(actor.core.state.schedules)
+        if self._cron.watches:
+            self.invariants[croncheck.NAME].checks += 1
+            self._cron.recovered(actor.core.state.schedules)
         # A caller whose command was cut by the crash asks again, as one
         # whose `system.schedule(...)` raised would.
         again = [c for c in self._asked if c.ticket is not None and c.ticket > actor.seq]
