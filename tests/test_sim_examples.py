@@ -40,15 +40,19 @@ def test_backoff_and_jitter_orderings_match_the_aws_post() -> None:
 
 def test_a_retry_budget_damps_the_retry_storm() -> None:
     storm = load("retry_storm")
-    amplification = {}
+    amplification, dead = {}, {}
     for variant in storm.scenario.variants:
         sim = Simulation(storm.system, seed=2)
         storm.scenario(sim, variant)
         report = sim.run(until=16 * 60)  # through the spike
         assert report.ok, report.violation()
         amplification[variant] = report.amplification
+        dead[variant] = report.dead
+    # The core's budget: retries at most 10 % of first attempts (or 10) per minute.
     assert amplification["budget"] < 1.25
     assert amplification["no-budget"] > amplification["budget"] + 0.3
+    # Past the budget a retry waits for room rather than giving up.
+    assert dead["budget"] < dead["no-budget"]
 
 
 def test_payments_lose_fewer_orders_with_a_patient_policy() -> None:

@@ -14,6 +14,7 @@ INVARIANTS = (
     "no_fenced_result",
     "dead_letters_balanced",
     "liveness",
+    "cron_fired_once",
 )
 
 

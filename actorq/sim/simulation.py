@@ -31,13 +31,29 @@ from actorq.actors.deadletter import DeadLetter
 from actorq.actors.dispatcher import Dispatcher, DispatcherPort
 from actorq.core import messages as m
 from actorq.core.dispatch import DispatchConfig
-from actorq.core.events import Cancelled, Expired, Failed, Requeued, Started, Succeeded
+from actorq.core.events import (
+    Cancelled,
+    Expired,
+    Failed,
+    Requeued,
+    Started,
+    Submitted,
+    Succeeded,
+)
 from actorq.core.job import JobStatus
+from actorq.core.limits import RateLimit, RetryBudget
+from actorq.core.schedules import (
+    DEFAULT_CATCH_UP,
+    DEFAULT_OVERLAP,
+    DEFAULT_TZ,
+    DEFAULT_WINDOW,
+    ScheduleSpec,
+)
 from actorq.errors import UnknownTask
 from actorq.job import JobHandle
 from actorq.persistence.file import FileJournal
 from actorq.persistence.journal import Journal, MemoryJournal
-from actorq.sim import vtime
+from actorq.sim import croncheck, vtime
 from actorq.sim.plan import FaultPlan, Injector
 from actorq.sim.report import INVARIANTS, Invariant, Sample, SimReport, percentile
 from actorq.sim.shells import ActorShell, Mailbox, Model, Reply, SimClock, SimWorker
@@ -60,14 +76,38 @@ class Violation(Exception):
         self.detail = detail
 
 
+@dataclasses.dataclass(slots=True)
+class _Command:
+    """A decision of the core asked for from outside, as `ActorSystem._command` asks."""
+
+    what: str
+    fn: Callable[[Any, float], Any]
+    ticket: int | None = None  # the journal seq its events reach, once it ran
+
+
 class _TappedDispatcher(Dispatcher):
     """The production Dispatcher, letting the simulation see the events each turn staged."""
 
     tap: list[Any]
+    on_refused: Callable[[str, Exception], None]
 
     def stage(self, *events: Any) -> None:
         self.tap.extend(events)
         super().stage(*events)
+
+    def handle(self, message: Any) -> None:
+        if not isinstance(message, _Command):
+            super().handle(message)
+            return
+        # In production the caller's thread runs the decision under the actor's
+        # lock (`Dispatcher.command`); here it is a turn of its own.
+        try:
+            message.fn(self.core, self.clock.now())
+        except Exception as exc:  # a named error the caller would have got
+            self.on_refused(message.what, exc)
+        finally:
+            self._run(self.core.take())
+            message.ticket = self.staged_seq
 
 
 @dataclasses.dataclass(slots=True)
@@ -147,11 +187,29 @@ class Simulation:
             max_pending=system.max_pending,
             max_batch=system.prefetch,
             policy_for=self._policy_for,
+            rate_limits=dict(system.rate_limits),
+            retry_budgets=dict(system.retry_budgets),
         )
+        self._init_cron()
         self._directory: tempfile.TemporaryDirectory[str] | None = None
         self.journal: Journal = MemoryJournal()
         self.dispatcher = ActorShell(self, "dispatcher", self._make_dispatcher)
         self.deadletter = ActorShell(self, "deadletter", self._make_deadletter)
+
+    def _init_cron(self) -> None:
+        # An instant still undecided this long after it came due, while the
+        # Dispatcher is up, was skipped.
+        self.cron_grace = 60.0
+        self._cron = croncheck.CronCheck(
+            lambda detail: self.violate(croncheck.NAME, detail), self.cron_grace
+        )
+        self._dispatcher_up: float | None = None
+        self._pending: Violation | None = None
+        self._asked: list[_Command] = []
+        self._commands: list[tuple[float, str, Callable[[Any, float], Any]]] = [
+            (0.0, f"schedule {spec.name}", functools.partial(_set_schedule, spec))
+            for spec in self.system.declared_schedules.values()
+        ]
 
     def _init_tallies(self) -> None:
         self.jobs: dict[str, _Job] = {}
@@ -287,6 +345,77 @@ class Simulation:
         self._check_submission(task, args, options)
         return JobHandle(self.system, self._submit(task, args, options))
 
+    # -- cron schedules and limits --------------------------------------------------------
+
+    def schedule(
+        self,
+        name: str,
+        cron: str,
+        task: str,
+        /,
+        *args: Any,
+        at: float = 0.0,
+        tz: str = DEFAULT_TZ,
+        kwargs: dict[str, Any] | None = None,
+        catch_up: Any = DEFAULT_CATCH_UP,
+        window: float = DEFAULT_WINDOW,
+        overlap: Any = DEFAULT_OVERLAP,
+        fall_back: Any = "once",
+    ) -> None:
+        """`ActorSystem.schedule` at virtual second `at` (schedules declared with
+        `@system.cron` are set at the start, as `system.start()` sets them)."""
+        spec = self.system._schedule_spec(
+            name, cron, task, args, kwargs or {}, tz, catch_up, window, overlap, fall_back
+        )
+        self._commands.append((at, f"schedule {name}", functools.partial(_set_schedule, spec)))
+
+    def pause_schedule(self, name: str, *, at: float, resume_at: float | None = None) -> None:
+        """Pause schedule `name` at virtual second `at` (and resume it at `resume_at`)."""
+        self._commands.append(
+            (at, f"pause {name}", lambda core, now: core.cron.pause(name, True, now))
+        )
+        if resume_at is not None:
+            self._commands.append(
+                (resume_at, f"resume {name}", lambda core, now: core.cron.pause(name, False, now))
+            )
+
+    def trigger_schedule(self, name: str, *, at: float) -> None:
+        """Fire schedule `name` by hand at virtual second `at`."""
+        self._commands.append(
+            (at, f"trigger {name}", lambda core, now: core.cron.trigger(name, now))
+        )
+
+    def schedules(self) -> dict[str, Any]:
+        """The Dispatcher's schedules now, by name (`ScheduleInfo`); empty while it is down."""
+        actor = self.dispatcher.actor
+        if not isinstance(actor, Dispatcher):
+            return {}
+        return {info.name: info for info in actor.core.cron.infos()}
+
+    def retry_budget(self, budget: RetryBudget | None, queue: str = "default") -> None:
+        """Run `queue` under `budget` (None: no budget) instead of the system's own."""
+        if budget is not None and not isinstance(budget, RetryBudget):
+            raise TypeError("budget must be a RetryBudget")
+        if queue not in self.config.queues:
+            raise ValueError(f"unknown queue {queue!r}")
+        if budget is None:
+            self.config.retry_budgets.pop(queue, None)
+        else:
+            self.config.retry_budgets[queue] = budget
+
+    def rate_limit(self, task: str, limit: RateLimit | None) -> None:
+        """Run `task` under `limit` (None: no limit) instead of its own."""
+        self._check_task(task)
+        if limit is not None and not isinstance(limit, RateLimit):
+            raise TypeError("limit must be a RateLimit")
+        if limit is None:
+            self.config.rate_limits.pop(task, None)
+        else:
+            self.config.rate_limits[task] = limit
+
+    def _refused(self, what: str, error: Exception) -> None:
+        self.trace(f"{what} refused: {type(error).__name__}: {error}")
+
     def policy(self, task: str, policy: RestartPolicy) -> None:
         """Run `task` under `policy` instead of its own (the "what if" of a comparison)."""
         self._check_task(task)
@@ -328,6 +457,7 @@ class Simulation:
             snapshot_interval=None,
         )
         dispatcher.tap = []
+        dispatcher.on_refused = self._refused
         dispatcher.core.epoch = next(self._epochs)  # the class's counter is process-wide
         return dispatcher
 
@@ -454,8 +584,17 @@ class Simulation:
         if writer != "dispatcher":
             return
         jobs = self.jobs
+        cron_check = self._cron
         for event in events:
-            if isinstance(event, Succeeded):
+            if isinstance(event, Submitted) and event.spec.id not in jobs:
+                self._fired_job(event)  # a cron fire: submitted by the Dispatcher itself
+            elif type(event).__name__.startswith("Schedule"):
+                self.invariants[croncheck.NAME].checks += 1
+                try:
+                    cron_check.committed(event)
+                except Violation as exc:  # raised after the turn, not into the actor
+                    self._pending = exc
+            elif isinstance(event, Succeeded):
                 self._terminal(jobs.get(event.id), "succeeded", event.at)
             elif isinstance(event, Failed) and event.retry_at is None:
                 self.dead_ever.add(event.id)
@@ -464,6 +603,13 @@ class Simulation:
                 self._terminal(jobs.get(event.id), "cancelled", event.at)
             elif isinstance(event, Expired):
                 self.expired.update(event.ids)
+
+    def _fired_job(self, event: Submitted) -> None:
+        spec = event.spec
+        policy = self.config.policy_for(spec.task, spec.policy)
+        bound = policy.max_restarts + 1 if policy.within is None else None
+        submitted = event.at - self._base - self._offset
+        self.jobs[spec.id] = _Job(spec.task, submitted, bound, spec.timeout, acked=True)
 
     def _terminal(self, job: _Job | None, status: str, at: float) -> None:
         if job is not None:
@@ -527,6 +673,7 @@ class Simulation:
         self.trace(f"{shell.name} crashed: {reason}")
         if shell is not self.dispatcher:
             return
+        self._dispatcher_up = None
         state = actor.core.state
         affected = {job.id for job in state.running()}
         for event in [*actor._staged, *shell.lost_batch]:
@@ -543,6 +690,18 @@ class Simulation:
         if shell is not self.dispatcher:
             return
         actor = cast(Dispatcher, shell.actor)
+        self._dispatcher_up = self.wall()
+        if self._cron.watches:
+            self.invariants[croncheck.NAME].checks += 1
+            self._cron.recovered(actor.core.state.schedules)
+        # A caller whose command was cut by the crash asks again, as one
+        # whose `system.schedule(...)` raised would.
+        again = [c for c in self._asked if c.ticket is not None and c.ticket > actor.seq]
+        self._asked = [c for c in self._asked if c.ticket is None]
+        for command in again:
+            command.ticket = None
+            self._asked.append(command)
+            self.dispatcher.put(command)
         known = actor.core.state.jobs
         inv = self.invariants["no_acknowledged_loss"]
         inv.checks += 1
@@ -583,11 +742,18 @@ class Simulation:
         try:
             self._setup(until)
             heap = self._heap
+            cron_check = self._cron
+            # A clock jump moves instants against the timers already armed.
+            judge_cron = not self.faults.clock_jumps
             while heap and heap[0][0] <= until:
                 when, _, action = heapq.heappop(heap)
                 self.t = when
                 action()
                 steps += 1
+                if self._pending is not None:
+                    raise self._pending
+                if judge_cron and cron_check.earliest is not None:
+                    cron_check.step(self.wall(), self._dispatcher_up)
             self.t = until
             self._final_checks(until)
         except Violation as exc:
@@ -617,6 +783,10 @@ class Simulation:
             self.at(0.0, worker.start)
         for action in self._workload:
             action()
+        for when, what, fn in self._commands:
+            command = _Command(what, fn)
+            self._asked.append(command)
+            self.at(when, lambda command=command: self.dispatcher.put(command))  # type: ignore[misc]
         plan = self.faults
         for t in plan.dispatcher_crash_at:
             self.at(t, lambda: self.dispatcher.crash("scheduled crash"))
@@ -700,7 +870,12 @@ class Simulation:
             self.invariants["dead_letters_balanced"].held = (
                 True if self.invariants["dead_letters_balanced"].checks else None
             )
-        for name in ("no_acknowledged_loss", "attempts_within_policy", "no_fenced_result"):
+        for name in (
+            "no_acknowledged_loss",
+            "attempts_within_policy",
+            "no_fenced_result",
+            croncheck.NAME,
+        ):
             inv = self.invariants[name]
             if inv.held is None and inv.checks:
                 inv.held = True
@@ -769,6 +944,10 @@ class Simulation:
             replay=self.replay_command,
             label=self.label,
         )
+
+
+def _set_schedule(spec: ScheduleSpec, core: Any, now: float) -> None:
+    core.cron.set(spec, now)
 
 
 def parse_duration(text: str) -> float:
