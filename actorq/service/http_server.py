@@ -150,6 +150,10 @@ def _guarded_protocol(limits: Limits) -> type[asyncio.Protocol]:
             victim = min(idle, key=lambda c: c._opened, default=None)
             flood.note(limits.max_connections)
             (victim or self).transport.close()
+            if victim is not None:
+                # Its connection_lost comes a loop turn later; until then uvicorn
+                # would still count it and answer the newcomer's request 503.
+                self.connections.discard(victim)
 
         def _arm(self, seconds: float, what: str) -> None:
             self._disarm()
