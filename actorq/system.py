@@ -37,7 +37,7 @@ from actorq.actors.dispatcher import Dispatcher, DispatcherPort, RemoteWorkers
 from actorq.actors.execution import Pool
 from actorq.actors.pool_threads import ThreadPool
 from actorq.actors.scheduler import Scheduler
-from actorq.actors.worker import Worker
+from actorq.actors.worker import worker_factory
 from actorq.clock import Clock, SystemClock
 from actorq.core import messages as m
 from actorq.core.cron import FallBack
@@ -463,7 +463,7 @@ class ActorSystem:
             specs.append(
                 ChildSpec(
                     address.name,
-                    _worker_factory(
+                    worker_factory(
                         address.name,
                         self.dispatcher,
                         self._lookup,
@@ -1116,26 +1116,6 @@ class ActorSystem:
         spec = ChildSpec(f"user:{name}", supervisor, restart="temporary")
         self._root.ask(StartChild(spec))
         return child.address
-
-
-def _worker_factory(
-    name: str,
-    dispatcher: Address,
-    lookup: Callable[[str], Any],
-    board: ResultBoard,
-    clock: Clock,
-    pool: Pool,
-    middleware: MiddlewareStack,
-) -> Callable[[], Worker]:
-    return lambda: Worker(
-        name,
-        dispatcher=dispatcher,
-        lookup=lookup,
-        board=board,
-        clock=clock,
-        pool=pool,
-        middleware=middleware,
-    )
 
 
 def _retry_budgets(

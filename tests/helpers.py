@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from actorq import ActorSystem
+
 T = TypeVar("T")
 
 
@@ -19,3 +21,6 @@ def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s: {predicate}")
         time.sleep(interval)
+
+
+MakeSystem = Callable[..., ActorSystem]  # the `make_system` fixture: options -> ActorSystem

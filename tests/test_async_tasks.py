@@ -4,30 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from actorq import ActorSystem, JobCancelled, JobFailed, JobStatus, RestartPolicy, current_job
+from actorq import JobCancelled, JobFailed, JobStatus, RestartPolicy, current_job
 from actorq.tasks import AsyncTask, Task
 from tests import pool_tasks
-
-MakeSystem = Callable[..., ActorSystem]
-
-
-@pytest.fixture
-def make_system() -> Iterator[MakeSystem]:
-    systems: list[ActorSystem] = []
-
-    def make(**options: Any) -> ActorSystem:
-        system = ActorSystem(**{"workers": 2, "journal": "memory", **options})
-        systems.append(system)
-        return system
-
-    yield make
-    for system in systems:
-        system.stop(timeout=5)
+from tests.helpers import MakeSystem
 
 
 def test_an_async_task_runs_and_its_result_is_encoded_like_a_sync_one(

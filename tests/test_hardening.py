@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,24 +27,8 @@ from actorq.persistence.file import FileJournal
 from actorq.persistence.journal import Snapshot
 from actorq.submission import MAX_DELAY, MAX_DEPTH, MAX_KEY_LENGTH, MAX_TIMEOUT
 from actorq.system import JOB_POLICY
-from tests.helpers import wait_until
+from tests.helpers import MakeSystem, wait_until
 from tests.redis_server import RedisServer
-
-MakeSystem = Callable[..., ActorSystem]
-
-
-@pytest.fixture
-def make_system() -> Iterator[MakeSystem]:
-    systems: list[ActorSystem] = []
-
-    def make(**options: Any) -> ActorSystem:
-        system = ActorSystem(**{"workers": 2, "journal": "memory", **options})
-        systems.append(system)
-        return system
-
-    yield make
-    for system in systems:
-        system.stop(timeout=5)
 
 
 def test_job_timeouts_never_stop_the_system(make_system: MakeSystem) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -22,24 +22,14 @@ from actorq import (
     TimeLimitMiddleware,
 )
 from actorq.middleware import JobOutcome, JobRun, RunResult
-from tests.helpers import wait_until
+from tests.helpers import MakeSystem, wait_until
 
 FAST = RestartPolicy(max_restarts=2, within=60.0, backoff=Backoff.constant(0.001))
-MakeSystem = Callable[..., ActorSystem]
 
 
 @pytest.fixture
-def make_system() -> Iterator[MakeSystem]:
-    systems: list[ActorSystem] = []
-
-    def make(**options: Any) -> ActorSystem:
-        system = ActorSystem(**{"workers": 2, "journal": "memory", "policy": FAST, **options})
-        systems.append(system)
-        return system
-
-    yield make
-    for system in systems:
-        system.stop(timeout=5)
+def make_system(make_system: MakeSystem) -> MakeSystem:
+    return functools.partial(make_system, policy=FAST)
 
 
 class Recorder(Middleware):

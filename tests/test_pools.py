@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import select
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,23 +16,12 @@ import pytest
 from actorq import ActorSystem, JobCancelled, JobFailed, JobStatus, RestartPolicy
 from actorq.errors import TaskNotImportable
 from tests import pool_tasks
-from tests.helpers import wait_until
-
-MakeSystem = Callable[..., ActorSystem]
+from tests.helpers import MakeSystem, wait_until
 
 
 @pytest.fixture
-def make_system() -> Iterator[MakeSystem]:
-    systems: list[ActorSystem] = []
-
-    def make(**options: Any) -> ActorSystem:
-        system = ActorSystem(**{"workers": 1, "journal": "memory", "pool": "processes", **options})
-        systems.append(system)
-        return system
-
-    yield make
-    for system in systems:
-        system.stop(timeout=5)
+def make_system(make_system: MakeSystem) -> MakeSystem:
+    return functools.partial(make_system, workers=1, pool="processes")
 
 
 def wait_gone(pid: int, timeout: float = 10.0) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pykka
@@ -27,23 +26,7 @@ from actorq import (
     current_job,
 )
 from actorq.errors import Backpressure
-from tests.helpers import wait_until
-
-MakeSystem = Callable[..., ActorSystem]
-
-
-@pytest.fixture
-def make_system() -> Iterator[MakeSystem]:
-    systems: list[ActorSystem] = []
-
-    def make(**options: Any) -> ActorSystem:
-        system = ActorSystem(**{"workers": 2, "journal": "memory", **options})
-        systems.append(system)
-        return system
-
-    yield make
-    for system in systems:
-        system.stop(timeout=5)
+from tests.helpers import MakeSystem, wait_until
 
 
 class Gate:

@@ -211,3 +211,24 @@ class Worker(pykka.ThreadingActor):
                 self.dispatcher.tell(
                     m.Finished(self.name, self.incarnation, self.epoch, results, tracebacks)
                 )
+
+
+def worker_factory(
+    name: str,
+    dispatcher: Any,
+    lookup: Callable[[str], Any],
+    board: ResultBoard,
+    clock: Clock,
+    pool: Pool,
+    middleware: MiddlewareStack,
+) -> Callable[[], Worker]:
+    """What a supervisor calls to start (and restart) the worker `name`."""
+    return lambda: Worker(
+        name,
+        dispatcher=dispatcher,
+        lookup=lookup,
+        board=board,
+        clock=clock,
+        pool=pool,
+        middleware=middleware,
+    )

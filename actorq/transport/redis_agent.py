@@ -14,7 +14,7 @@ import redis
 from actorq.actors.board import ResultBoard
 from actorq.actors.execution import Pool
 from actorq.actors.pool_threads import ThreadPool
-from actorq.actors.worker import Grant, Worker
+from actorq.actors.worker import Grant, worker_factory
 from actorq.clock import Clock
 from actorq.core import messages as m
 from actorq.middleware import MiddlewareStack
@@ -86,7 +86,7 @@ class NodeAgent:
         specs = [
             ChildSpec(
                 name,
-                _worker(
+                worker_factory(
                     name, link, lookup, board, clock, self._pool, middleware or MiddlewareStack()
                 ),
                 address=address,
@@ -200,23 +200,3 @@ class NodeAgent:
             self._link.tell(m.Recalled(worker, back))
         elif kind == "replace":
             self._root.tell(RestartChild(worker, str(body)))
-
-
-def _worker(
-    name: str,
-    link: Any,
-    lookup: Callable[[str], Callable[..., Any] | None],
-    board: ResultBoard,
-    clock: Clock,
-    pool: Pool,
-    middleware: MiddlewareStack,
-) -> Callable[[], Worker]:
-    return lambda: Worker(
-        name,
-        dispatcher=link,
-        lookup=lookup,
-        board=board,
-        clock=clock,
-        pool=pool,
-        middleware=middleware,
-    )
