@@ -82,5 +82,5 @@ if __name__ == "__main__":
     for variant in scenario.variants:  # type: ignore[attr-defined]
         sim = Simulation(system, seed=1)
         scenario(sim, variant)
-        report = sim.run(until=16 * 60)  # through the spike
+        report = sim.run(until=40 * 60)
         print(variant, report.summary())
