@@ -67,9 +67,9 @@ def single_noop(system: ActorSystem) -> float:
     return N_NOOP / (time.perf_counter() - started)
 
 
-def threaded_noop(system: ActorSystem, producers: int = 8) -> float:
+def threaded_noop(system: ActorSystem, producers: int = 8, n: int | None = None) -> float:
     """Concurrent submitters: their submissions share group commits."""
-    share = N_NOOP // producers
+    share = (N_NOOP if n is None else n) // producers
 
     def produce() -> None:
         for _ in range(share):

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from actorq import ActorSystem
+from bench.core import threaded_noop
 
 
 def noop() -> None:
@@ -57,20 +58,7 @@ def single(journal: str, n: int) -> float:
 
 def producers(journal: str, n: int, threads: int = 8) -> float:
     with system(journal) as s:
-        share = n // threads
-
-        def produce() -> None:
-            for _ in range(share):
-                s.submit("noop")
-
-        workers = [threading.Thread(target=produce) for _ in range(threads)]
-        started = time.perf_counter()
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        assert s.join(300)
-        return share * threads / (time.perf_counter() - started)
+        return threaded_noop(s, threads, n)
 
 
 def pipeline(journal: str, n: int) -> float:
